@@ -1,0 +1,107 @@
+"""Named authorizations: what a step authenticates with, and where it sends requests.
+
+A flow names its authorizations (or reads them from a separate file given with
+``--authorizations``, so the flow carries no secrets). A step uses ``inherit`` (the one the
+previous executed step used) or selects one by name. Secret settings are resolved from
+``${env:NAME}``/``${file:PATH}`` just before the run and registered with the redactor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from . import secrets
+from .errors import SecretError
+
+PROVIDERS = ("openai", "local")
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+# The embedded backend is mounted on the runtime's HTTP client under this origin; the
+# reserved .invalid TLD guarantees a request can never leave the process by mistake.
+LOCAL_ORIGIN = "http://local.steprun.invalid"
+LOCAL_BASE_URL = LOCAL_ORIGIN + "/v1"
+DEFAULT_TIMEOUT = 600.0
+DEFAULT_MAX_RETRIES = 2
+
+# Settings whose values may hold secrets: they are resolved and redacted.
+SECRET_SETTINGS = ("api_key", "organization", "project")
+
+
+class Authorization(BaseModel):
+    """A resolved authorization, handed to steps in ``context.authorization``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    provider: str
+    api_key: SecretStr | None = None
+    organization: str | None = None
+    project: str | None = None
+    base_url: str = OPENAI_BASE_URL
+    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    # Provider-specific settings, e.g. ``job_seconds`` of the local backend.
+    options: dict[str, Any] = {}
+
+    @property
+    def is_local(self) -> bool:
+        return self.provider == "local"
+
+    def public(self) -> dict[str, Any]:
+        """What may be shown of it: never the key."""
+        return {"name": self.name, "provider": self.provider, "base_url": self.base_url}
+
+
+def resolve_authorization(
+    name: str,
+    spec: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str],
+    base_dir: Path,
+    redactor: secrets.Redactor,
+) -> Authorization:
+    """Turn a validated authorization spec from a flow into an :class:`Authorization`."""
+    provider = spec.get("provider")
+    if provider not in PROVIDERS:
+        raise SecretError(
+            f"authorization {name!r}: provider {provider!r} is unknown; "
+            f"use one of {', '.join(PROVIDERS)}"
+        )
+    values: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    known = {"api_key", "organization", "project", "base_url", "timeout", "max_retries"}
+    for key, value in spec.items():
+        if key == "provider":
+            continue
+        if isinstance(value, str) and secrets.has_reference(value):
+            value = secrets.resolve(
+                value,
+                environ=environ,
+                base_dir=base_dir,
+                where=f"authorization {name!r} setting {key!r}",
+                redactor=redactor,
+            )
+        elif key == "api_key" and isinstance(value, str):
+            # A literal key in a flow still must never be shown.
+            redactor.add(value)
+        (values if key in known else options)[key] = value
+    if provider == "local":
+        values["base_url"] = LOCAL_BASE_URL
+    elif "base_url" in values:
+        values["base_url"] = str(values["base_url"]).rstrip("/")
+    return Authorization(name=name, provider=provider, options=options, **values)
+
+
+__all__ = [
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "LOCAL_BASE_URL",
+    "LOCAL_ORIGIN",
+    "OPENAI_BASE_URL",
+    "PROVIDERS",
+    "Authorization",
+    "resolve_authorization",
+]

@@ -1,0 +1,175 @@
+"""What a step plugin sees: the step type it declares and the context it runs in.
+
+A step is an async function ``run(config, context)`` that returns JSON (or a
+:class:`StepResult` to choose its exit) and raises :class:`~steprun.runtime.errors.StepError`
+to take the error exit. The context gives it its authorization, the runtime's HTTP client,
+a logger at the step's level, and nothing global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .authorizations import Authorization
+
+# How a step touches the world, which decides what a resumed run may do with a step that
+# was started but has no recorded result:
+#   "none"        reads only (retrieve, list, wait, local checks): simply run it again;
+#   "idempotent"  running it twice has the effect of once (cancel, delete): run it again;
+#   "reconcile"   must not be repeated blindly (create a job, upload a file): the step is
+#                 told it is resuming (context.resumed) and finds its earlier effect first.
+Effect = Literal["none", "idempotent", "reconcile"]
+
+LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warn": 30, "error": 40}
+
+_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+_SEMVER_RE = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """Returned by a step that chooses its own success exit (``core.condition`` does)."""
+
+    output: Any
+    next: str | None = None
+
+
+class StepFunction(Protocol):
+    def __call__(self, config: dict[str, Any], context: StepContext) -> Awaitable[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepType:
+    """The declaration a plugin returns from ``steprun_step_types``.
+
+    ``schema`` is the config's JSON Schema: a dict, a path to a JSON file, or ``None`` for
+    the built-in file ``schemas/<type>.schema.json``. ``exits`` lists the step ids a config
+    may jump to (as ``(path, step_id)`` pairs) so that validation can check them before the
+    run; only steps that choose their own exit need it.
+    """
+
+    type: str
+    title: str
+    version: str
+    run: StepFunction
+    schema: Mapping[str, Any] | Path | None = None
+    effect: Effect = "none"
+    description: str = ""
+    exits: Callable[[Mapping[str, Any]], Iterable[tuple[str, str]]] | None = None
+
+    def problems(self) -> list[str]:
+        """What is wrong with this declaration, in words a plugin author can act on."""
+        found: list[str] = []
+        if not isinstance(self.type, str) or not _TYPE_RE.match(self.type):
+            found.append(
+                f"type {self.type!r} is not of the form 'pack.name' "
+                "(lower-case letters, digits and underscores, dot-separated)"
+            )
+        if not isinstance(self.version, str) or not _SEMVER_RE.match(self.version):
+            found.append(f"version {self.version!r} is not semver (e.g. '1.0.0')")
+        if not isinstance(self.title, str) or not self.title.strip():
+            found.append("title is empty")
+        if not callable(self.run):
+            found.append("run is not callable")
+        if self.effect not in ("none", "idempotent", "reconcile"):
+            found.append(f"effect {self.effect!r} is not one of none, idempotent, reconcile")
+        return found
+
+
+class StepLogger:
+    """Log lines of one step. Lines below the step's level are dropped here, at the source."""
+
+    __slots__ = ("_emit", "_threshold", "level", "lines")
+
+    def __init__(self, level: str, emit: Callable[[str, str, dict[str, Any]], None]) -> None:
+        self.level = level
+        self._threshold = LEVELS[level]
+        self._emit = emit
+        self.lines: list[dict[str, Any]] = []
+
+    def enabled(self, level: str) -> bool:
+        return LEVELS[level] >= self._threshold
+
+    def log(self, level: str, message: str, **fields: Any) -> None:
+        if LEVELS[level] < self._threshold:
+            return
+        self._emit(level, message, fields)
+
+    def debug(self, message: str, **fields: Any) -> None:
+        self.log("debug", message, **fields)
+
+    def info(self, message: str, **fields: Any) -> None:
+        self.log("info", message, **fields)
+
+    def warn(self, message: str, **fields: Any) -> None:
+        self.log("warn", message, **fields)
+
+    def error(self, message: str, **fields: Any) -> None:
+        self.log("error", message, **fields)
+
+
+async def _plain_sleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+async def _no_checkpoint(data: dict[str, Any]) -> None:
+    return None
+
+
+@dataclass(eq=False)
+class StepContext:
+    """Everything a step may use while it runs. Built fresh for every step execution.
+
+    ``resumed`` is true when an earlier attempt of this very step (same run) started and
+    left no result: a step with ``effect="reconcile"`` must then look for what that attempt
+    did before doing it again. ``saved`` holds what the earlier attempt recorded with
+    :meth:`checkpoint`.
+    """
+
+    run_id: str
+    flow: str
+    step_id: str
+    step_type: str
+    authorization: Authorization | None
+    http: httpx.AsyncClient
+    log: StepLogger
+    timeout: float | None = None
+    attempt: int = 1
+    resumed: bool = False
+    saved: dict[str, Any] = field(default_factory=dict)
+    base_dir: Path = field(default_factory=Path.cwd)
+    _sleep: Callable[[float], Awaitable[None]] = _plain_sleep
+    _checkpoint: Callable[[dict[str, Any]], Awaitable[None]] = _no_checkpoint
+
+    def path(self, value: str) -> Path:
+        """A file path from a config, relative to the flow file's folder."""
+        candidate = Path(value).expanduser()
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait. With a run store, the wake-up time is persisted so a resumed run keeps it."""
+        await self._sleep(seconds)
+
+    async def checkpoint(self, **data: Any) -> None:
+        """Record JSON facts about this attempt (durably, with a run store) before an effect."""
+        self.saved.update(data)
+        await self._checkpoint(dict(self.saved))
+
+
+__all__ = [
+    "LEVELS",
+    "Effect",
+    "StepContext",
+    "StepFunction",
+    "StepLogger",
+    "StepResult",
+    "StepType",
+]

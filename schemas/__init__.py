@@ -1,0 +1,1 @@
+"""JSON Schemas shipped as package data (this file makes the folder importable for importlib.resources)."""
