@@ -103,5 +103,51 @@ __all__ = [
     "OPENAI_BASE_URL",
     "PROVIDERS",
     "Authorization",
+    "read_authorizations_file",
     "resolve_authorization",
 ]
+
+
+def read_authorizations_file(path: Path, schemas: Any) -> dict[str, Any]:
+    """Named authorizations from a YAML file (``--authorizations``), checked like a flow's."""
+    from .errors import FlowInvalid, InvalidInput, Problem
+    from .schemas import SCHEMA_ID_PREFIX, describe
+    from .yamlsource import MAX_BYTES, dotted, load_text, too_large
+
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise too_large(str(path), size)
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such authorizations file; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: cannot be read as UTF-8 text: {exc}") from None
+    source = load_text(text, str(path))
+    schema = {
+        "type": "object",
+        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_-]*$"},
+        "additionalProperties": {
+            "$ref": SCHEMA_ID_PREFIX + "flow.schema.json#/$defs/authorization"
+        },
+    }
+    if not isinstance(source.data, dict):
+        raise FlowInvalid(
+            [
+                Problem(
+                    "an authorizations file is a mapping of names to authorizations", file=str(path)
+                )
+            ]
+        )
+    problems = [
+        Problem(
+            describe(error),
+            file=str(path),
+            line=source.line(tuple(error.absolute_path)),
+            path=dotted(tuple(error.absolute_path)) or None,
+        )
+        for error in schemas.validator(schema).iter_errors(source.data)
+    ]
+    if problems:
+        raise FlowInvalid(problems)
+    return dict(source.data)

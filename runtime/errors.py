@@ -198,8 +198,8 @@ __all__ = [
     "Problem",
     "RunFailed",
     "SecretError",
-    "SteprunError",
     "StepError",
     "StepTimeout",
+    "SteprunError",
     "StoreError",
 ]

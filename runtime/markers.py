@@ -1,10 +1,10 @@
 """The only module a plugin author imports from to write hooks.
 
-    from steprun.runtime.markers import hookimpl
+from steprun.runtime.markers import hookimpl
 
-    @hookimpl
-    def steprun_step_types():
-        return [StepType(...)]
+@hookimpl
+def steprun_step_types():
+    return [StepType(...)]
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 #                 told it is resuming (context.resumed) and finds its earlier effect first.
 Effect = Literal["none", "idempotent", "reconcile"]
 
+ConfigPath = tuple[str | int, ...]
+
 LEVELS: dict[str, int] = {"debug": 10, "info": 20, "warn": 30, "error": 40}
 
 _TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -63,7 +65,7 @@ class StepType:
     schema: Mapping[str, Any] | Path | None = None
     effect: Effect = "none"
     description: str = ""
-    exits: Callable[[Mapping[str, Any]], Iterable[tuple[str, str]]] | None = None
+    exits: Callable[[Mapping[str, Any]], Iterable[tuple[ConfigPath, str]]] | None = None
 
     def problems(self) -> list[str]:
         """What is wrong with this declaration, in words a plugin author can act on."""

@@ -1,0 +1,108 @@
+"""The plugin manager: built-in packs and entry-point plugins, through the same hook.
+
+Built-in packs are registered from :data:`DEFAULT_PLUGINS` (as pytest registers its own
+features), then third-party plugins from the ``steprun.steps`` entry point group unless
+``STEPRUN_DISABLE_PLUGIN_AUTOLOAD`` is set. Each runtime has its own manager.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+from .markers import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, PROJECT_NAME
+from .step import StepType
+
+DEFAULT_PLUGINS: tuple[str, ...] = ("steprun.steps.core",)
+
+
+def make_plugin_manager(
+    *,
+    plugins: Iterable[object] = (),
+    autoload: bool | None = None,
+    environ: Mapping[str, str] | None = None,
+    builtins: Iterable[str] = DEFAULT_PLUGINS,
+) -> pluggy.PluginManager:
+    """A fresh manager with the built-ins, ``plugins`` and (unless disabled) entry points."""
+    pm = pluggy.PluginManager(PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    for name in builtins:
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:
+            raise PluginError(
+                f"built-in plugin {name} failed to import: {exc.__class__.__name__}: {exc}"
+            ) from exc
+        pm.register(module, name=name.rsplit(".", 1)[-1])
+    for plugin in plugins:
+        pm.register(plugin)
+    environ = os.environ if environ is None else environ
+    if autoload is None:
+        autoload = not environ.get(DISABLE_AUTOLOAD_ENV)
+    if autoload:
+        _load_entry_points(pm)
+    return pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    from importlib.metadata import entry_points  # imported here: `steprun --help` stays fast
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            dist = f" (from {ep.dist.name} {ep.dist.version})" if ep.dist else ""
+            raise PluginError(
+                f"plugin {ep.name!r}{dist} failed to load from entry point "
+                f"{ep.value!r}: {exc.__class__.__name__}: {exc}. Fix or uninstall it, or set "
+                f"{DISABLE_AUTOLOAD_ENV}=1 to skip entry-point plugins."
+            ) from exc
+        pm.register(plugin, name=ep.name)
+
+
+def collect_step_types(pm: pluggy.PluginManager) -> dict[str, StepType]:
+    """Every plugin's step types by type name; checks what each plugin returned."""
+    catalog: dict[str, StepType] = {}
+    owners: dict[str, str] = {}
+    hook = pm.hook.steprun_step_types
+    for impl in hook.get_hookimpls():
+        owner = impl.plugin_name
+        try:
+            returned: Any = impl.function()
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {owner!r}: hook steprun_step_types raised {exc.__class__.__name__}: {exc}"
+            ) from exc
+        if not isinstance(returned, list | tuple):
+            raise PluginError(
+                f"plugin {owner!r}: hook steprun_step_types must return a list of StepType, "
+                f"returned {type(returned).__name__}"
+            )
+        for item in returned:
+            if not isinstance(item, StepType):
+                raise PluginError(
+                    f"plugin {owner!r}: hook steprun_step_types returned {item!r}, "
+                    "which is not a steprun.runtime.StepType"
+                )
+            wrong = item.problems()
+            if wrong:
+                raise PluginError(f"plugin {owner!r}: step type {item.type!r}: " + "; ".join(wrong))
+            if item.type in catalog:
+                raise PluginError(
+                    f"step type {item.type!r} is provided twice, by plugin {owners[item.type]!r} "
+                    f"and by plugin {owner!r}; uninstall one of them"
+                )
+            catalog[item.type] = item
+            owners[item.type] = owner
+    return dict(sorted(catalog.items()))
+
+
+__all__ = ["DEFAULT_PLUGINS", "collect_step_types", "make_plugin_manager"]

@@ -1,0 +1,369 @@
+"""The runtime: what a platform embeds, and what the CLI drives.
+
+    async with Runtime() as runtime:
+        result = await runtime.run("flow.yaml", inputs={"training_file": "data.jsonl"})
+        outcome = await runtime.run_step("core.set", {"value": 1})
+
+A runtime owns its plugin manager, its step catalog, its template engine, its one HTTP
+client (with the embedded backend mounted for ``provider: local``) and nothing global:
+two runtimes in one process share no state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets as _random
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from . import authorizations as auth
+from .errors import FlowInvalid, InvalidInput, Problem, RunFailed
+from .flow import INHERIT, Flow
+from .plugins import collect_step_types, make_plugin_manager
+from .reports import Reporter
+from .runner import Journal, NullJournal, Runner, RunState, Services
+from .schemas import SchemaRegistry
+from .secrets import Redactor
+from .step import StepType
+from .templates import Templates
+from .validation import StepTypes, Validator, resolve_schema
+from .yamlsource import MAX_BYTES, Source, from_data, load_text, too_large
+
+if TYPE_CHECKING:
+    import httpx
+    from jsonschema import Draft202012Validator
+
+FlowSource = str | os.PathLike[str] | Mapping[str, Any]
+
+
+@dataclass
+class RunResult:
+    """What a run leaves: its merge fields, its reports and, if it failed, the error."""
+
+    run_id: str
+    flow: str
+    status: str
+    merge_fields: dict[str, Any]
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    def raise_for_status(self) -> RunResult:
+        if self.status == "failed":
+            message = (self.error or {}).get("message", "the run failed")
+            raise RunFailed(message, self.error)
+        return self
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique without coordination."""
+    return f"run_{int(time.time() * 1000):011x}{_random.token_hex(5)}"
+
+
+class Runtime:
+    """One embedded steprun: plugins, step catalog, HTTP client, local backend."""
+
+    def __init__(
+        self,
+        *,
+        plugins: Iterable[object] = (),
+        autoload: bool | None = None,
+        environ: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.environ: Mapping[str, str] = dict(os.environ if environ is None else environ)
+        self.plugin_manager = make_plugin_manager(
+            plugins=plugins, autoload=autoload, environ=self.environ
+        )
+        self.step_types: dict[str, StepType] = collect_step_types(self.plugin_manager)
+        self.schemas = SchemaRegistry()
+        self.templates = Templates()
+        self._catalog = StepTypes(self.step_types, self.schemas)
+        self._validator = Validator(self._catalog, self.templates)
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+        self._local: Any = None  # the embedded backend, created on first use
+        self._local_options: dict[str, Any] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The runtime's one HTTP client (created in the running event loop)."""
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(
+                transport=self._transport,
+                mounts={auth.LOCAL_ORIGIN: httpx.ASGITransport(app=self._local_app)},
+                timeout=httpx.Timeout(auth.DEFAULT_TIMEOUT, connect=5.0),
+                follow_redirects=False,
+            )
+        return self._http
+
+    async def _local_app(self, scope: Any, receive: Any, send: Any) -> None:
+        """ASGI entry of the embedded backend, built lazily: most runs never need it."""
+        if self._local is None:
+            from .local import LocalBackend
+
+            self._local = LocalBackend(**self._local_options)
+        await self._local.app(scope, receive, send)
+
+    @property
+    def local_backend(self) -> Any:
+        """The embedded backend of this runtime (created on first use)."""
+        if self._local is None:
+            from .local import LocalBackend
+
+            self._local = LocalBackend(**self._local_options)
+        return self._local
+
+    # -- flows -----------------------------------------------------------------------
+
+    def load(
+        self,
+        source: FlowSource,
+        *,
+        inputs: Iterable[str] = (),
+        authorizations: Mapping[str, Any] | None = None,
+    ) -> Flow:
+        """Read and validate a flow from a path, YAML text or a dict; FlowInvalid if wrong."""
+        document, base_dir = read_source(source)
+        return self._validator.validate(
+            document, base_dir=base_dir, inputs=inputs, authorizations=authorizations
+        )
+
+    def validate(self, source: FlowSource, *, inputs: Iterable[str] = ()) -> list[Problem]:
+        """Every problem of a flow (empty when it is valid)."""
+        try:
+            self.load(source, inputs=inputs)
+        except FlowInvalid as exc:
+            return exc.problems
+        return []
+
+    async def run(
+        self,
+        source: FlowSource | Flow,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        authorizations: Mapping[str, Any] | None = None,
+        log_level: str | None = None,
+        report_file: Path | None = None,
+        console: IO[str] | None = None,
+        journal: Journal | None = None,
+        run_id: str | None = None,
+    ) -> RunResult:
+        """Validate and run a flow. Raises InvalidInput before any effect if it is wrong."""
+        inputs = dict(inputs or {})
+        flow = (
+            source
+            if isinstance(source, Flow)
+            else self.load(source, inputs=inputs, authorizations=authorizations)
+        )
+        state = RunState(
+            run_id=run_id or new_run_id(),
+            flow=flow,
+            inputs={**flow.inputs, **inputs},
+            position=flow.steps[0].id,
+            authorization=flow.authorization,
+        )
+        return await self.resume(
+            state, log_level=log_level, report_file=report_file, console=console, journal=journal
+        )
+
+    async def resume(
+        self,
+        state: RunState,
+        *,
+        log_level: str | None = None,
+        report_file: Path | None = None,
+        console: IO[str] | None = None,
+        journal: Journal | None = None,
+        resolved_authorizations: Mapping[str, auth.Authorization] | None = None,
+    ) -> RunResult:
+        """Run ``state`` from its position to the end (a new run starts at its first step)."""
+        flow = state.flow
+        redactor = Redactor()
+        resolved = self._resolve_authorizations(flow, redactor, resolved_authorizations or {})
+        reporter = Reporter(
+            redactor=redactor,
+            hook=self.plugin_manager,
+            console=console,
+            report_file=report_file,
+        )
+        reporter.say(f"run {state.run_id} of flow {flow.name!r}")
+        runner = Runner(
+            Services(
+                types=self.step_types,
+                schema_validator=self._schema_validator,
+                render=self.templates.render_value,
+                http=self.http,
+                authorizations=resolved,
+                redactor=redactor,
+                reporter=reporter,
+                journal=journal or NullJournal(),
+                log_level=log_level,
+            )
+        )
+        try:
+            run_report = await runner.run(state)
+        finally:
+            reporter.close()
+        return RunResult(
+            run_id=state.run_id,
+            flow=flow.name,
+            status=state.status,
+            merge_fields=redactor.data(state.merge_fields),
+            reports=reporter.reports,
+            error=run_report.get("error"),
+        )
+
+    def run_sync(self, source: FlowSource | Flow, **options: Any) -> RunResult:
+        """:meth:`run` for callers without an event loop; closes the HTTP client after."""
+
+        async def main() -> RunResult:
+            try:
+                return await self.run(source, **options)
+            finally:
+                await self.aclose()
+
+        return asyncio.run(main())
+
+    # -- one step --------------------------------------------------------------------
+
+    async def run_step(
+        self,
+        step_type: str,
+        config: Mapping[str, Any],
+        *,
+        authorization: auth.Authorization | Mapping[str, Any] | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        log_level: str = "info",
+        console: IO[str] | None = None,
+        base_dir: Path | None = None,
+    ) -> RunResult:
+        """Run one step, as a platform that owns its own flow engine does.
+
+        ``authorization`` is an :class:`Authorization` or a spec as a flow would write it
+        (``{"provider": "openai", "api_key": "${env:OPENAI_API_KEY}"}``). The step's config
+        may use templates over ``inputs``. The result's merge field ``result`` holds the
+        output, or the error object if the step failed (status ``failed``).
+        """
+        spec: dict[str, Any] = {
+            "flow": f"step:{step_type}",
+            "log_level": log_level,
+            "steps": [{"id": "result", "type": step_type, "config": dict(config)}],
+        }
+        extra: dict[str, Any] = {}
+        if isinstance(authorization, auth.Authorization):
+            spec["authorization"] = authorization.name
+            extra[authorization.name] = authorization
+        elif authorization is not None:
+            spec["authorization"] = "step"
+            spec["authorizations"] = {"step": dict(authorization)}
+        if inputs:
+            spec["inputs"] = dict(inputs)
+        flow = self._validator.validate(
+            from_data(spec, file=f"<step {step_type}>"),
+            base_dir=base_dir or Path.cwd(),
+            authorizations={k: {"provider": v.provider} for k, v in extra.items()},
+        )
+        state = RunState(
+            run_id=new_run_id(),
+            flow=flow,
+            inputs=dict(inputs or {}),
+            position="result",
+            authorization=flow.authorization,
+        )
+        return await self.resume(state, console=console, resolved_authorizations=extra)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _schema_validator(self, step_type: StepType) -> Draft202012Validator:
+        return self.schemas.validator(self._catalog.schema(step_type))
+
+    def step_schema(self, step_type: str) -> Mapping[str, Any]:
+        found = self.step_types.get(step_type)
+        if found is None:
+            import difflib
+
+            close = difflib.get_close_matches(step_type, list(self.step_types), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "; run `steprun steps`"
+            raise InvalidInput(f"unknown step type {step_type!r}{hint}")
+        return resolve_schema(found, self.schemas)
+
+    def _resolve_authorizations(
+        self, flow: Flow, redactor: Redactor, preset: Mapping[str, auth.Authorization]
+    ) -> dict[str, auth.Authorization]:
+        """Resolve, before any effect, every authorization a step of this run can use.
+
+        Only those: a flow may define an authorization for another environment whose
+        secret is not set here, and that must not stop a run that never uses it.
+        """
+        used = {flow.authorization} | {
+            s.authorization for s in flow.steps if s.authorization != INHERIT
+        }
+        resolved: dict[str, auth.Authorization] = {}
+        for name in sorted(n for n in used if n):
+            given = preset.get(name)
+            if given is not None:
+                if given.api_key is not None:
+                    redactor.add(given.api_key.get_secret_value())
+                resolved[name] = given
+                continue
+            resolved[name] = auth.resolve_authorization(
+                name,
+                flow.authorizations[name],
+                environ=self.environ,
+                base_dir=flow.base_dir,
+                redactor=redactor,
+            )
+            if resolved[name].is_local and self._local is None:
+                self._local_options.update(resolved[name].options)
+        return resolved
+
+
+def read_source(source: FlowSource) -> tuple[Source, Path]:
+    """A flow document from a path, YAML text or a dict, and the folder paths are relative to."""
+    if isinstance(source, Mapping):
+        return from_data(source), Path.cwd()
+    if isinstance(source, str) and ("\n" in source or source.lstrip().startswith("flow:")):
+        return load_text(source, "<string>"), Path.cwd()
+    path = Path(source)
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise too_large(str(path), size)  # said without reading it into memory
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such flow file; check the path") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{path} is a folder; give the path of a flow file") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the flow file as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    return load_text(text, str(path)), path.parent.resolve()
+
+
+__all__ = ["FlowSource", "RunResult", "Runtime", "new_run_id", "read_source"]

@@ -1,0 +1,197 @@
+"""JSON Schemas: the built-in files in ``schemas/`` and the validators made from them.
+
+Every built-in schema is registered under its ``$id`` (and under its file name), so one
+schema can ``$ref`` shared definitions in another. Validators are built once per schema
+and cached by the :class:`SchemaRegistry` of a runtime.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+SCHEMA_ID_PREFIX = "https://steprun.dev/schemas/"
+
+
+def builtin_schema_files() -> dict[str, Path]:
+    """``{file name: path}`` of every schema shipped in ``steprun.schemas``."""
+    root = resources.files("steprun.schemas")
+    return {
+        entry.name: Path(str(entry))
+        for entry in root.iterdir()
+        if entry.name.endswith(".schema.json")
+    }
+
+
+def read_schema(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} does not hold a JSON object")
+    return data
+
+
+class SchemaRegistry:
+    """Built-in schemas by name, and a cache of validators."""
+
+    def __init__(self) -> None:
+        self._files = builtin_schema_files()
+        self._schemas: dict[str, dict[str, Any]] = {}
+        resources_: list[tuple[str, Resource[Any]]] = []
+        for name, path in self._files.items():
+            schema = read_schema(path)
+            self._schemas[name] = schema
+            resource = DRAFT202012.create_resource(schema)
+            resources_.append((name, resource))
+            resources_.append((SCHEMA_ID_PREFIX + name, resource))
+            if "$id" in schema:
+                resources_.append((schema["$id"], resource))
+        self.registry: Registry[Any] = Registry().with_resources(resources_)
+        # Keyed by id(schema); the schema is kept beside its validator so the id stays valid.
+        self._validators: dict[int, tuple[Mapping[str, Any], Draft202012Validator]] = {}
+
+    def builtin(self, name: str) -> dict[str, Any] | None:
+        return self._schemas.get(name)
+
+    def validator(self, schema: Mapping[str, Any]) -> Draft202012Validator:
+        cached = self._validators.get(id(schema))
+        if cached is None:
+            cached = (schema, Draft202012Validator(schema, registry=self.registry))
+            self._validators[id(schema)] = cached
+        return cached[1]
+
+
+def describe(error: ValidationError) -> str:
+    """One plain sentence for a jsonschema error: what was expected, what was found."""
+    found = _short(error.instance)
+    validator, expected = error.validator, _value(error)
+    schema = error_schema(error)
+    if validator == "required":
+        missing = [
+            k for k in expected if isinstance(error.instance, dict) and k not in error.instance
+        ]
+        names = ", ".join(repr(k) for k in missing) or "?"
+        return f"missing required key {names}"
+    if validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted((schema.get("properties") or {}).keys())
+        extra = [k for k in error.instance if k not in allowed]
+        return "; ".join(unknown_key(k, allowed) for k in extra)
+    if validator == "type":
+        wanted = expected if isinstance(expected, str) else " or ".join(expected)
+        return f"expected {_article(wanted)}, found {_json_type(error.instance)} {found}"
+    if validator == "enum":
+        options = ", ".join(json.dumps(v) for v in expected)
+        hint = ""
+        if isinstance(error.instance, str):
+            close = difflib.get_close_matches(error.instance, [str(v) for v in expected], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"expected one of {options}, found {found}{hint}"
+    if validator == "const":
+        return f"expected {json.dumps(expected)}, found {found}"
+    if validator == "pattern":
+        described = schema.get("description") or f"the pattern {expected}"
+        return f"{found} does not match {described}"
+    if validator in ("minLength", "maxLength"):
+        return f"expected a string of {_bound(validator, expected)} characters, found {found}"
+    if validator in ("minItems", "maxItems"):
+        return f"expected a list of {_bound(validator, expected)} items, found {found}"
+    if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        words = {
+            "minimum": "at least",
+            "maximum": "at most",
+            "exclusiveMinimum": "more than",
+            "exclusiveMaximum": "less than",
+        }
+        return f"expected a number {words[validator]} {expected}, found {found}"
+    if validator in ("oneOf", "anyOf"):
+        branches = expected if isinstance(expected, list) else []
+        if branches and all(set(b) == {"required"} for b in branches):
+            options = " or ".join(", ".join(repr(k) for k in b["required"]) for b in branches)
+            how = "exactly one" if validator == "oneOf" else "at least one"
+            return f"expected {how} of {options}, found {found}"
+        if isinstance(error.instance, dict) and "title" not in schema:
+            return f"found {found}, which matches none of the allowed forms" + _best_context(error)
+        return f"found {found}, which is not {schema.get('title', 'an allowed form')}"
+    if validator == "dependentRequired" and isinstance(expected, dict):
+        for key, needs in expected.items():
+            if isinstance(error.instance, dict) and key in error.instance:
+                missing = [n for n in needs if n not in error.instance]
+                if missing:
+                    return f"{key!r} needs {', '.join(repr(m) for m in missing)} as well"
+    if validator == "not" and isinstance(schema.get("description"), str):
+        return str(schema["description"])
+    return str(error.message)
+
+
+def error_schema(error: ValidationError) -> Mapping[str, Any]:
+    """The (sub)schema an error is about; a boolean schema has no keywords to show."""
+    return error.schema if isinstance(error.schema, Mapping) else {}
+
+
+def _value(error: ValidationError) -> Any:
+    return error.validator_value
+
+
+def _best_context(error: ValidationError) -> str:
+    if not error.context:
+        return ""
+    deepest = max(error.context, key=lambda e: len(e.absolute_path))
+    return f" (closest: {describe(deepest)})"
+
+
+def unknown_key(key: str, allowed: Iterable[str]) -> str:
+    allowed = list(allowed)
+    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key {key!r}; did you mean {close[0]!r}?"
+    return f"unknown key {key!r}; expected one of {', '.join(allowed)}"
+
+
+def _bound(validator: str, expected: Any) -> str:
+    return f"at least {expected}" if validator.startswith("min") else f"at most {expected}"
+
+
+def _article(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    try:
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+__all__ = [
+    "SCHEMA_ID_PREFIX",
+    "SchemaRegistry",
+    "builtin_schema_files",
+    "describe",
+    "error_schema",
+    "unknown_key",
+]

@@ -1,0 +1,183 @@
+"""Load YAML flow files and remember the line of every value, so errors can point at it.
+
+PyYAML's composer gives every node its position; we build plain Python data from the node
+tree ourselves and record ``path -> line`` on the way. Building it ourselves also lets us
+refuse what PyYAML accepts silently: duplicate keys (the last would win) and alias bombs
+(a few lines expanding into millions of nodes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .errors import FlowInvalid, Problem
+
+Path = tuple[str | int, ...]
+
+MAX_BYTES = 1024 * 1024
+MAX_NODES = 200_000
+
+try:  # libyaml is several times faster; both give the same nodes and marks.
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    _Loader = yaml.SafeLoader
+
+
+@dataclass
+class Source:
+    """A loaded flow document: its data, where it came from, and the line of each path."""
+
+    data: Any
+    file: str
+    text: str
+    lines: dict[Path, int] = field(default_factory=dict)
+
+    def line(self, path: Path) -> int | None:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        while True:
+            found = self.lines.get(path)
+            if found is not None or not path:
+                return found
+            path = path[:-1]
+
+
+def dotted(path: Path) -> str:
+    """``("steps", 2, "config", "model")`` -> ``steps[2].config.model``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def too_large(file: str, size: int) -> FlowInvalid:
+    return FlowInvalid(
+        [
+            Problem(
+                f"the file is {size / 1e6:.1f} MB; a flow file may be at most "
+                f"{MAX_BYTES // 1024} KiB. Keep data in separate files and pass their "
+                "paths as inputs.",
+                file=file,
+            )
+        ]
+    )
+
+
+def load_text(text: str, file: str) -> Source:
+    size = len(text.encode("utf-8"))
+    if size > MAX_BYTES:
+        raise too_large(file, size)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = exc.problem or "invalid YAML"
+        context = f" ({exc.context})" if exc.context else ""
+        raise FlowInvalid(
+            [
+                Problem(
+                    f"YAML syntax error: {what}{context}. Check the indentation and quoting "
+                    "on this line and the one before it.",
+                    file=file,
+                    line=line,
+                )
+            ]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise FlowInvalid([Problem(f"YAML syntax error: {exc}", file=file)]) from None
+    finally:
+        loader.dispose()
+    if node is None:
+        raise FlowInvalid(
+            [Problem("the file is empty; a flow is a mapping with 'flow' and 'steps'", file=file)]
+        )
+    builder = _Builder(file)
+    data = builder.build(node, ())
+    if builder.problems:
+        raise FlowInvalid(builder.problems)
+    return Source(data=data, file=file, text=text, lines=builder.lines)
+
+
+def from_data(data: Mapping[str, Any], file: str = "<dict>") -> Source:
+    """A Source for a flow given as a dict (the embedding API): no lines to point at."""
+    return Source(data=data, file=file, text=yaml.safe_dump(dict(data), sort_keys=False))
+
+
+class _Builder:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.lines: dict[Path, int] = {}
+        self.problems: list[Problem] = []
+        self.nodes = 0
+        # Constructs scalars with the same resolution rules PyYAML's safe loader uses.
+        self._scalars = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            if not any("too many values" in p.message for p in self.problems):
+                self.problems.append(
+                    Problem(
+                        f"the document expands to more than {MAX_NODES} values (through "
+                        "YAML aliases or sheer size); a flow file should be small",
+                        file=self.file,
+                        line=node.start_mark.line + 1,
+                    )
+                )
+            return None
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            self._scalars.flatten_mapping(node)  # applies YAML merge keys (<<)
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.build(key_node, (*path, "<key>"))
+                if isinstance(key, list | dict):
+                    self.problems.append(
+                        Problem(
+                            "a mapping key must be a plain value, not a list or a mapping",
+                            file=self.file,
+                            line=key_node.start_mark.line + 1,
+                        )
+                    )
+                    continue
+                if key in result:
+                    self.problems.append(
+                        Problem(
+                            f"key {key!r} appears twice in the same mapping (first on line "
+                            f"{self.lines.get((*path, _path_key(key)), '?')}); YAML would "
+                            "silently keep only the last one. Remove or rename one of them.",
+                            file=self.file,
+                            line=key_node.start_mark.line + 1,
+                        )
+                    )
+                child = (*path, _path_key(key))
+                self.lines[child] = key_node.start_mark.line + 1
+                result[key] = self.build(value_node, child)
+            self.lines.pop((*path, "<key>"), None)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        try:
+            return self._scalars.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            self.problems.append(
+                Problem(
+                    f"cannot read this value: {exc.problem}. Flow files use plain YAML "
+                    "(strings, numbers, booleans, lists, mappings) without !tags.",
+                    file=self.file,
+                    line=node.start_mark.line + 1,
+                )
+            )
+            return None
+
+
+def _path_key(key: Any) -> str | int:
+    return key if isinstance(key, str | int) and not isinstance(key, bool) else str(key)
+
+
+__all__ = ["MAX_BYTES", "Source", "dotted", "from_data", "load_text", "too_large"]
