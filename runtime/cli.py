@@ -47,6 +47,10 @@ def handled(fn: F) -> F:
             _fail(f"error: {exc}", getattr(exc, "exit_code", EXIT_FAILED))
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except BrokenPipeError:
+            # The reader went away (`steprun runs | head`): nothing left to say to it.
+            sys.stderr.close()
+            os._exit(EXIT_OK)
         except (click.ClickException, click.exceptions.Exit):
             raise  # click prints usage errors itself and exits 2
         except Exception as exc:
@@ -88,6 +92,48 @@ def cli() -> None:
     """
 
 
+STATE_OPTION = click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="STEPRUN_STATE",
+    help="The run store (SQLite). Default: ~/.local/state/steprun/runs.db, or $STEPRUN_STATE.",
+)
+
+
+def _open_store(state_path: Path | None) -> Any:
+    from .store import RunStore, default_path
+
+    return RunStore(state_path or default_path())
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Input rows from a JSON Lines file: one JSON object (of inputs) per line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"{path}:{number}: not valid JSON ({exc.msg}); each line holds one JSON "
+                'object of inputs, e.g. {"training_file": "data/a.jsonl"}'
+            ) from None
+        if not isinstance(row, dict):
+            raise InvalidInput(
+                f"{path}:{number}: expected a JSON object of inputs, found {type(row).__name__}"
+            )
+        rows.append(row)
+    if not rows:
+        raise InvalidInput(f"{path}: holds no rows; write one JSON object of inputs per line")
+    return rows
+
+
 @cli.command()
 @click.argument("flow", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -96,6 +142,18 @@ def cli() -> None:
     multiple=True,
     metavar="NAME=VALUE",
     help="Set an input (repeatable); VALUE is JSON or text.",
+)
+@click.option(
+    "--inputs-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON Lines of inputs: one run per line.",
+)
+@click.option(
+    "--concurrency",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 10000),
+    help="With --inputs-file: how many runs at once.",
 )
 @click.option(
     "--authorizations",
@@ -107,43 +165,261 @@ def cli() -> None:
     "--report",
     "report_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write one JSON object per step, and one for the run, to this file.",
+    help="Write one JSON object per step, and one per run, to this file.",
 )
 @click.option(
     "--log-level", type=LEVEL_CHOICE, help="Override the log level of the flow and every step."
 )
+@STATE_OPTION
 @handled
 def run(
     flow: Path,
     inputs: tuple[str, ...],
+    inputs_file: Path | None,
+    concurrency: int,
     auth_file: Path | None,
     report_file: Path | None,
     log_level: str | None,
+    state_path: Path | None,
 ) -> None:
-    """Validate FLOW, then run it; print its merge fields as JSON on stdout."""
+    """Validate FLOW, then run it durably; print its merge fields as JSON on stdout.
+
+    The run id is printed first (on stderr): if the process dies, `steprun resume RUN_ID`
+    continues where it stopped. With --inputs-file, one run per line, printed as JSON Lines.
+    """
+    import asyncio
+
+    from . import durable
     from .authorizations import read_authorizations_file
     from .runtime import Runtime
 
     values = parse_inputs(inputs)
+    rows = [{**row, **values} for row in read_rows(inputs_file)] if inputs_file else None
     runtime = Runtime()
     extra = read_authorizations_file(auth_file, runtime.schemas) if auth_file else None
-    result = runtime.run_sync(
-        flow,
-        inputs=values,
-        authorizations=extra,
-        log_level=log_level,
-        report_file=report_file,
-        console=sys.stderr,
-    )
+    names = set(values) | (set().union(*(set(r) for r in rows)) if rows else set())
+    loaded = runtime.load(flow, inputs=names, authorizations=extra)
+    if rows is not None:
+        for number, row in enumerate(rows, start=1):
+            missing = sorted(set(names) - set(row) - set(loaded.inputs))
+            if missing:
+                raise InvalidInput(
+                    f"{inputs_file}: row {number} has no {', '.join(missing)}, which other rows "
+                    "set and the flow has no default for; give every row the same inputs"
+                )
+    store = _open_store(state_path)
+
+    async def main() -> Any:
+        try:
+            if rows is None:
+                return await durable.start(
+                    runtime,
+                    store,
+                    loaded,
+                    inputs=values,
+                    authorizations_file=auth_file,
+                    log_level=log_level,
+                    report_file=report_file,
+                    console=sys.stderr,
+                )
+            sink = report_file.open("w", encoding="utf-8") if report_file else None
+            try:
+                return await durable.start_many(
+                    runtime,
+                    store,
+                    loaded,
+                    rows,
+                    concurrency=concurrency,
+                    authorizations_file=auth_file,
+                    log_level=log_level,
+                    report_file=sink,
+                    console=sys.stderr,
+                )
+            finally:
+                if sink is not None:
+                    sink.close()
+        finally:
+            await runtime.aclose()
+
+    try:
+        result = asyncio.run(main())
+    finally:
+        store.close()
+    if isinstance(result, list):
+        for item in result:
+            click.echo(
+                json.dumps(
+                    {
+                        "run_id": item.run_id,
+                        "status": item.status,
+                        "merge_fields": item.merge_fields,
+                        "error": item.error,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        failed = sum(1 for r in result if r.status != "succeeded")
+        click.echo(f"steprun: {len(result) - failed} of {len(result)} runs succeeded", err=True)
+        if failed:
+            sys.exit(EXIT_FAILED)
+        return
+    _finish(result)
+
+
+def _finish(result: Any) -> None:
     click.echo(json.dumps(result.merge_fields, indent=2, ensure_ascii=False))
-    if result.status == "failed":
+    if result.status != "succeeded":
         error = result.error or {}
         where = f" at step {error['step']!r}" if error.get("step") else ""
+        hint = ""
+        if result.status == "failed":
+            hint = f"; fix the cause and `steprun resume {result.run_id}` to retry from there"
         _fail(
-            f"run {result.run_id} failed{where}: {error.get('message', 'unknown error')}",
+            f"run {result.run_id} {result.status}{where}: "
+            f"{error.get('message', 'unknown error')}{hint}",
             EXIT_FAILED,
         )
     click.echo(f"steprun: run {result.run_id} {result.status}", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of runs.")
+@click.option(
+    "--limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 100000),
+    help="How many of the most recent runs.",
+)
+@STATE_OPTION
+@handled
+def runs(as_json: bool, limit: int, state_path: Path | None) -> None:
+    """List recent runs: id, flow, status, current step, started, updated."""
+    store = _open_store(state_path)
+    try:
+        rows = [r.public() for r in store.runs(limit)]
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no runs yet", err=True)
+        return
+    for r in rows:
+        click.echo(
+            f"{r['id']}  {r['status']:<9}  {r['flow']:<24}  step={r['current_step'] or '-':<16}  "
+            f"started={_when(r['started'])}  updated={_when(r['updated'])}"
+        )
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the run, its steps and merge fields as JSON."
+)
+@STATE_OPTION
+@handled
+def show(run_id: str, as_json: bool, state_path: Path | None) -> None:
+    """Show a run: its steps with status and duration, and its merge fields (redacted)."""
+    store = _open_store(state_path)
+    try:
+        row = store.run(run_id)
+        attempts = store.attempts(row.id)
+        fields = store.merge_fields(row.id)
+    finally:
+        store.close()
+    steps_out = [
+        {
+            "step": a.step_id,
+            "type": a.step_type,
+            "attempt": a.attempt,
+            "status": a.status,
+            "duration_ms": round((a.ended - a.started) * 1000, 3) if a.ended else None,
+            "error": (a.report or {}).get("error"),
+        }
+        for a in attempts
+    ]
+    if as_json:
+        click.echo(
+            json.dumps({**row.public(), "steps": steps_out, "merge_fields": fields}, indent=2)
+        )
+        return
+    click.echo(f"run {row.id}  flow {row.flow!r}  {row.status}  ({row.flow_file})")
+    for item in steps_out:
+        took = f"{item['duration_ms']:.0f} ms" if item["duration_ms"] is not None else "unfinished"
+        line = (
+            f"  {item['step']:<20} {item['type']:<36} #{item['attempt']} "
+            f"{item['status']:<13} {took}"
+        )
+        if item["error"]:
+            line += f"  {item['error'].get('message')}"
+        click.echo(line)
+    click.echo(json.dumps(fields, indent=2, ensure_ascii=False))
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option(
+    "--authorizations",
+    "auth_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A YAML file of named authorizations (default: the one the run started with).",
+)
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the reports of the resumed steps to this file.",
+)
+@click.option(
+    "--log-level", type=LEVEL_CHOICE, help="Override the log level of the flow and every step."
+)
+@STATE_OPTION
+@handled
+def resume(
+    run_id: str,
+    auth_file: Path | None,
+    report_file: Path | None,
+    log_level: str | None,
+    state_path: Path | None,
+) -> None:
+    """Continue RUN_ID where it stopped: after a crash, a kill, or a failed step."""
+    import asyncio
+
+    from . import durable
+    from .authorizations import read_authorizations_file
+    from .runtime import Runtime
+
+    runtime = Runtime()
+    extra = read_authorizations_file(auth_file, runtime.schemas) if auth_file else None
+    store = _open_store(state_path)
+
+    async def main() -> Any:
+        try:
+            return await durable.resume(
+                runtime,
+                store,
+                run_id,
+                authorizations=extra,
+                log_level=log_level,
+                report_file=report_file,
+                console=sys.stderr,
+            )
+        finally:
+            await runtime.aclose()
+
+    try:
+        result = asyncio.run(main())
+    finally:
+        store.close()
+    _finish(result)
+
+
+def _when(seconds: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
 
 @cli.command()

@@ -8,6 +8,7 @@
     ├── StepError                 a step failed; carries the structured error object
     │   └── StepTimeout           a step ran past its timeout, or the run past its own
     ├── RunFailed                 a run ended unhandled; the CLI exits 1
+    ├── RunCancelled              someone asked the run to stop (`steprun cancel`)
     └── StoreError                the run store cannot be read or written
 
 Errors carry their context as attributes (file, line, step, JSON path, HTTP status,
@@ -184,6 +185,12 @@ class RunFailed(SteprunError):
         self.error = error or {}
 
 
+class RunCancelled(SteprunError):
+    """The run was asked to stop. Raised inside a step's wait; never an error exit."""
+
+    exit_code = 1
+
+
 class StoreError(SteprunError):
     """The run store cannot be opened, read or written."""
 
@@ -196,6 +203,7 @@ __all__ = [
     "InvalidInput",
     "PluginError",
     "Problem",
+    "RunCancelled",
     "RunFailed",
     "SecretError",
     "StepError",

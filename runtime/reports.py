@@ -37,14 +37,17 @@ class Reporter:
         redactor: Redactor,
         hook: pluggy.PluginManager | None = None,
         console: IO[str] | None = None,
-        report_file: Path | None = None,
+        report_file: Path | IO[str] | None = None,
     ) -> None:
         self.redactor = redactor
         self.hook = hook
         self.console = console
         self.reports: list[dict[str, Any]] = []
         self._file: IO[str] | None = None
-        if report_file is not None:
+        self._owns_file = isinstance(report_file, Path)
+        if report_file is not None and not isinstance(report_file, Path):
+            self._file = report_file  # shared by the runs of one command; not ours to close
+        elif report_file is not None:
             try:
                 report_file.parent.mkdir(parents=True, exist_ok=True)
                 self._file = report_file.open("w", encoding="utf-8")
@@ -105,9 +108,9 @@ class Reporter:
                 )
 
     def close(self) -> None:
-        if self._file is not None:
+        if self._file is not None and self._owns_file:
             self._file.close()
-            self._file = None
+        self._file = None
 
 
 def level_at_least(level: str, threshold: str) -> bool:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import StepError, StepTimeout
+from .errors import RunCancelled, StepError, StepTimeout
 from .flow import END, INHERIT, Flow, FlowStep
 from .reports import Reporter, timestamp
 from .secrets import Redactor
@@ -94,6 +94,8 @@ class _Variables(Mapping[str, Any]):
 class Journal(Protocol):
     """Told about every step boundary, before the runner goes on (the run store)."""
 
+    async def cancelled(self, state: RunState) -> bool: ...
+
     async def step_started(self, state: RunState, step: FlowStep, attempt: int) -> None: ...
 
     async def step_checkpoint(
@@ -110,6 +112,9 @@ class Journal(Protocol):
 
 
 class NullJournal:
+    async def cancelled(self, state: RunState) -> bool:
+        return False
+
     async def step_started(self, state: RunState, step: FlowStep, attempt: int) -> None:
         return None
 
@@ -151,6 +156,10 @@ class Runner:
         deadline = state.started + flow.timeout if flow.timeout else None
         while state.position is not None and state.status == "running":
             step = flow.by_id[state.position]
+            if await self.s.journal.cancelled(state):
+                state.status = "cancelled"
+                state.error = _cancelled_error(state, step.id)
+                break
             if state.executed >= flow.max_steps:
                 state.error = {
                     "type": "step_limit",
@@ -167,7 +176,11 @@ class Runner:
                 }
                 state.status = "failed"
                 break
-            await self._step(state, step, deadline)
+            try:
+                await self._step(state, step, deadline)
+            except RunCancelled:  # raised by the journal before the step itself began
+                state.status = "cancelled"
+                state.error = _cancelled_error(state, step.id)
         if state.status == "running":
             state.status = "succeeded"
         report = {
@@ -180,7 +193,7 @@ class Runner:
             "duration_ms": round((time.time() - state.started) * 1000, 3),
             "steps_executed": state.executed,
             "tags": [t.to_dict() for t in flow.tags],
-            "error": state.error if state.status == "failed" else None,
+            "error": state.error if state.status in ("failed", "cancelled") else None,
         }
         report = self.s.reporter.run(report)
         await self.s.journal.run_finished(state, report)
@@ -262,6 +275,11 @@ class Runner:
         except StepError as exc:
             output = error = self.s.redactor.data({**exc.to_dict(), "step": step.id})
             status, next_id = self._error_exit(state, step, exc)
+        except RunCancelled:
+            # Not an error exit: the run stops here, and the step still reports once.
+            output = error = state.error = _cancelled_error(state, step.id)
+            status, next_id = "failed", None
+            state.status = "cancelled"
         except Exception as exc:
             # A bug in a step plugin: report it like any error, never as a traceback.
             logger.debug("".join(traceback.format_exception(exc)))
@@ -297,7 +315,7 @@ class Runner:
             "logs": log_lines,
         }
         report = reporter.step(report)
-        if status == "failed" and next_id is None:
+        if status == "failed" and next_id is None and state.status == "running":
             state.status = "failed"
         state.position = next_id
         await self.s.journal.step_finished(state, step, report)
@@ -348,6 +366,18 @@ class Runner:
             return "failed", flow.on_error
         state.error = {**exc.to_dict(), "step": step.id}
         return "failed", None
+
+
+def _cancelled_error(state: RunState, step_id: str) -> dict[str, Any]:
+    return {
+        "type": "cancelled",
+        "message": f"run {state.run_id} was cancelled",
+        "code": "run_cancelled",
+        "param": None,
+        "status": None,
+        "request_id": None,
+        "step": step_id,
+    }
 
 
 def _has_template(value: Any) -> bool:
