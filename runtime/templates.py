@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
@@ -29,7 +30,6 @@ MAX_OUTPUT = 1_000_000  # characters in one rendered value
 MAX_RANGE_ITEMS = 100_000  # items produced by range() in one rendering, all calls together
 MAX_POWER_BITS = 4096
 
-_ONE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)
 _WIDTH = re.compile(r"%[-+ #0]*(\d{4,}|\*)")
 _UNSAFE_STR_METHODS = frozenset(
     {"format", "format_map", "center", "ljust", "rjust", "zfill", "expandtabs"}
@@ -116,8 +116,18 @@ class References:
     reads_all_inputs: bool = False
 
 
+@dataclass
+class _Parsed:
+    """One parse of a template source, shared by checking, analysis and compiling."""
+
+    tree: nodes.Template | None
+    problem: TemplateProblem | None
+    refs: References
+    expression: nodes.Expr | None  # set when the source is exactly one {{ expression }}
+
+
 class Templates:
-    """Compiles and renders templates for one runtime; compiled forms are cached."""
+    """Compiles and renders templates for one runtime; every source is parsed once."""
 
     def __init__(self) -> None:
         env = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
@@ -131,12 +141,16 @@ class Templates:
             env.globals.pop(unsafe, None)
         env.globals["range"] = _bounded_range
         self.env = env
+        self._parsed: dict[str, _Parsed] = {}
         self._compiled: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
 
     # -- static side -------------------------------------------------------------------
 
     def check(self, source: str) -> str | None:
-        """A syntax problem in ``source`` as a sentence, or None."""
+        """A problem that stops ``source`` from compiling, as a sentence, or None.
+
+        Compiles it too, so that a validated flow's first run pays no compile cost.
+        """
         try:
             self._compile(source)
         except TemplateProblem as exc:
@@ -144,23 +158,34 @@ class Templates:
         return None
 
     def references(self, source: str) -> References:
-        """The names ``source`` reads (assumes it compiles)."""
-        refs = References()
+        """The names ``source`` reads (empty when it does not parse)."""
+        return self._parse(source).refs
+
+    def _parse(self, source: str) -> _Parsed:
+        found = self._parsed.get(source)
+        if found is not None:
+            return found
         try:
             tree = self.env.parse(source)
-        except TemplateSyntaxError:
-            return refs
-        assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
-        for name in tree.find_all(nodes.Name):
-            if name.ctx == "load" and name.name not in assigned:
-                refs.roots.add(name.name)
-        for getter in _input_reads(tree):
-            if getter is None:
-                refs.reads_all_inputs = True
-            else:
-                refs.inputs.add(getter)
-        refs.roots -= set(self.env.globals)
-        return refs
+        except TemplateSyntaxError as exc:
+            found = _Parsed(
+                None,
+                TemplateProblem(
+                    f"template syntax error in {_show(source)}: {exc.message}",
+                    code="template_syntax",
+                ),
+                References(),
+                None,
+            )
+        else:
+            found = _Parsed(
+                tree,
+                _unknown_names(self.env, tree, source),
+                _references(self.env, tree),
+                _single_expression(tree),
+            )
+        self._parsed[source] = found
+        return found
 
     # -- rendering ---------------------------------------------------------------------
 
@@ -202,15 +227,24 @@ class Templates:
         found = self._compiled.get(source)
         if found is not None:
             return found
-        match = _ONE_EXPRESSION.match(source)
+        parsed = self._parse(source)
+        if parsed.problem is not None:
+            raise parsed.problem
+        assert parsed.tree is not None
         try:
-            if match and "{{" not in match["expr"] and "}}" not in match["expr"]:
-                expression = self.env.compile_expression(match["expr"], undefined_to_none=False)
+            if parsed.expression is not None:
+                # What Environment.compile_expression does, from the tree we already have.
+                parsed.expression.set_environment(self.env)
+                body = nodes.Template(
+                    [nodes.Assign(nodes.Name("result", "store"), parsed.expression, lineno=1)],
+                    lineno=1,
+                )
+                expression = TemplateExpression(self.env.from_string(body), False)
 
                 def render(variables: dict[str, Any]) -> Any:
                     return _to_json(expression(**variables), source)
             else:
-                template = self.env.from_string(source)
+                template = self.env.from_string(parsed.tree)
 
                 def render(variables: dict[str, Any]) -> Any:
                     return template.render(variables)
@@ -224,13 +258,56 @@ class Templates:
             ) from None
         # Jinja copies every variable it is given into a new context; handing it only the
         # names this template reads keeps a render's cost independent of the run's size.
-        roots = tuple(self.references(source).roots)
+        roots = tuple(parsed.refs.roots)
 
         def fn(variables: Mapping[str, Any]) -> Any:
             return render({k: variables[k] for k in roots if k in variables})
 
         self._compiled[source] = fn
         return fn
+
+
+def _references(env: _Sandbox, tree: nodes.Template) -> References:
+    refs = References()
+    assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    for name in tree.find_all(nodes.Name):
+        if name.ctx == "load" and name.name not in assigned:
+            refs.roots.add(name.name)
+    for getter in _input_reads(tree):
+        if getter is None:
+            refs.reads_all_inputs = True
+        else:
+            refs.inputs.add(getter)
+    refs.roots -= set(env.globals)
+    return refs
+
+
+def _unknown_names(env: _Sandbox, tree: nodes.Template, source: str) -> TemplateProblem | None:
+    """Unknown filters and tests: Jinja finds them only when generating code, we say so early."""
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        assert isinstance(node, nodes.Filter | nodes.Test)
+        known = env.filters if isinstance(node, nodes.Filter) else env.tests
+        if node.name not in known:
+            kind = "filter" if isinstance(node, nodes.Filter) else "test"
+            return TemplateProblem(
+                f"template syntax error in {_show(source)}: No {kind} named {node.name!r}.",
+                code="template_syntax",
+            )
+    return None
+
+
+def _single_expression(tree: nodes.Template) -> nodes.Expr | None:
+    """The expression of a source that is exactly ``{{ expression }}`` (spaces around allowed)."""
+    if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
+        return None
+    parts = [
+        n
+        for n in tree.body[0].nodes
+        if not (isinstance(n, nodes.TemplateData) and not n.data.strip())
+    ]
+    if len(parts) == 1 and not isinstance(parts[0], nodes.TemplateData):
+        return parts[0]
+    return None
 
 
 def _input_reads(tree: nodes.Template) -> Iterator[str | None]:
