@@ -1,0 +1,107 @@
+"""The ASGI application: OpenAI's routes under ``/v1``, the control API, the middleware.
+
+Outermost first: response headers and ledger (``middleware.ResponseHeaders``), the API
+key check, fault injection, then Starlette's router, whose exception handlers answer
+every error in OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from . import completions, control, files, fine_tunes, fine_tuning
+from .catalog import BASE_MODELS
+from .context import Context
+from .errors import APIError, invalid_url, model_not_found, server_error
+from .faults import FaultMiddleware
+from .middleware import ApiKeyCheck, ResponseHeaders
+
+
+def _model_routes(ctx: Context) -> list[Route]:
+    async def listing(request: Request) -> Response:
+        data = [
+            {"id": m.id, "object": "model", "created": m.created, "owned_by": m.owned_by}
+            for m in BASE_MODELS.values()
+        ]
+        data += [m.view() for m in ctx.store.models.values() if not m.deleted]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def retrieve(request: Request) -> Response:
+        model_id = request.path_params["model"]
+        record = ctx.fine_tuned(model_id)
+        if record is not None and record.id == model_id:
+            return JSONResponse(record.view())
+        base = BASE_MODELS.get(model_id)
+        if base is None:
+            raise model_not_found(model_id)
+        return JSONResponse(
+            {"id": base.id, "object": "model", "created": base.created, "owned_by": base.owned_by}
+        )
+
+    async def delete(request: Request) -> Response:
+        model_id = request.path_params["model"]
+        record = ctx.fine_tuned(model_id)
+        if record is None or record.id != model_id:
+            if model_id in BASE_MODELS:
+                raise APIError(
+                    403,
+                    f"You have insufficient permissions to delete the model {model_id}: only "
+                    "fine-tuned models your organization created can be deleted.",
+                    param="model",
+                )
+            raise model_not_found(model_id)
+        record.deleted = True
+        ctx.forget_model(record.id)
+        ctx.store.save()
+        return JSONResponse({"id": record.id, "object": "model", "deleted": True})
+
+    return [
+        Route("/v1/models", listing, methods=["GET"]),
+        Route("/v1/models/{model}", retrieve, methods=["GET"]),
+        Route("/v1/models/{model}", delete, methods=["DELETE"]),
+    ]
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # No route (404) or a method the route does not take (405): the API answers both so.
+    error = invalid_url(request.method, request.url.path)
+    return JSONResponse(error.body(), status_code=error.status)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    error = server_error()
+    return JSONResponse(error.body(), status_code=error.status)
+
+
+def build_app(ctx: Context) -> ASGIApp:
+    router = Starlette(
+        routes=[
+            *files.routes(ctx),
+            *fine_tuning.routes(ctx),
+            *fine_tunes.routes(ctx),
+            *completions.routes(ctx),
+            *_model_routes(ctx),
+            *control.routes(ctx),
+        ],
+        exception_handlers={
+            APIError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )
+    app: ASGIApp = FaultMiddleware(router, ctx.faults, ctx.organization_name)
+    app = ApiKeyCheck(app, ctx.api_key)
+    return ResponseHeaders(app, ctx, control.CREATE_PATHS)
+
+
+__all__ = ["build_app"]

@@ -1,0 +1,70 @@
+"""The base models the local backend knows: which can be requested and which fine-tuned.
+
+``kind`` says which endpoint serves a model (``chat`` → /chat/completions, ``completion``
+→ /completions) and which training-data format it learns from. ``tunable`` says which
+API may fine-tune it: ``current`` (/fine_tuning/jobs) or ``legacy`` (/fine-tunes).
+Aliases resolve to a dated snapshot, as the API reports ``gpt-4o-mini-2024-07-18`` for a
+job created with ``gpt-4o-mini``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["chat", "completion"]
+
+
+@dataclass(frozen=True, slots=True)
+class BaseModel:
+    id: str
+    created: int
+    kind: Kind
+    tunable: Literal["current", "legacy", None] = None
+    owned_by: str = "system"
+    alias_of: str | None = None
+
+
+BASE_MODELS: dict[str, BaseModel] = {
+    model.id: model
+    for model in (
+        BaseModel("gpt-4o-mini-2024-07-18", 1721172717, "chat", "current"),
+        BaseModel("gpt-4o-mini", 1721172741, "chat", alias_of="gpt-4o-mini-2024-07-18"),
+        BaseModel("gpt-4o-2024-08-06", 1722814719, "chat", "current"),
+        BaseModel("gpt-4o", 1715367049, "chat", alias_of="gpt-4o-2024-08-06"),
+        BaseModel("gpt-4.1-2025-04-14", 1744315746, "chat", "current"),
+        BaseModel("gpt-4.1", 1744316542, "chat", alias_of="gpt-4.1-2025-04-14"),
+        BaseModel("gpt-4.1-mini-2025-04-14", 1744317547, "chat", "current"),
+        BaseModel("gpt-4.1-mini", 1744318173, "chat", alias_of="gpt-4.1-mini-2025-04-14"),
+        BaseModel("gpt-4.1-nano-2025-04-14", 1744321025, "chat", "current"),
+        BaseModel("gpt-4.1-nano", 1744321707, "chat", alias_of="gpt-4.1-nano-2025-04-14"),
+        BaseModel("gpt-3.5-turbo-0125", 1706048358, "chat", "current"),
+        BaseModel("gpt-3.5-turbo-1106", 1698959748, "chat", "current"),
+        BaseModel(
+            "gpt-3.5-turbo", 1677610602, "chat", owned_by="openai", alias_of="gpt-3.5-turbo-0125"
+        ),
+        BaseModel("gpt-3.5-turbo-instruct", 1692901427, "completion"),
+        BaseModel("babbage-002", 1692634615, "completion", "current"),
+        BaseModel("davinci-002", 1692634301, "completion", "current"),
+        # The 2023 /fine-tunes API trained these four.
+        BaseModel("ada", 1649357491, "completion", "legacy", owned_by="openai"),
+        BaseModel("babbage", 1649358449, "completion", "legacy", owned_by="openai"),
+        BaseModel("curie", 1649359874, "completion", "legacy", owned_by="openai"),
+        BaseModel("davinci", 1649359874, "completion", "legacy", owned_by="openai"),
+    )
+}
+
+LEGACY_BASES = ("ada", "babbage", "curie", "davinci")
+# Dollars per 1K training tokens in the 2023 price list; the legacy API reports a cost event.
+LEGACY_PRICES = {"ada": 0.0004, "babbage": 0.0006, "curie": 0.003, "davinci": 0.03}
+
+
+def resolve(model_id: str) -> BaseModel | None:
+    """The base model (an alias resolved to its snapshot), or None."""
+    model = BASE_MODELS.get(model_id)
+    if model is not None and model.alias_of is not None:
+        return BASE_MODELS[model.alias_of]
+    return model
+
+
+__all__ = ["BASE_MODELS", "LEGACY_BASES", "LEGACY_PRICES", "BaseModel", "Kind", "resolve"]

@@ -1,0 +1,462 @@
+"""``/v1/fine_tuning/jobs``: create (with OpenAI's checks), list, retrieve, cancel, pause,
+resume, events, checkpoints."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import catalog, ids, jobs
+from .context import Context, json_body, page, query_int
+from .errors import invalid, job_not_found
+from .params import ARRAY, METADATA, OBJECT, STRING, Param, check, check_value
+from .state import JobRecord
+from .training import TrainingData, parse
+
+CREATE_PATH = "/v1/fine_tuning/jobs"
+MIN_EXAMPLES = 10
+
+_INT_1_50 = Param(("integer",), minimum=1, maximum=50, auto=True)
+_BATCH = Param(("integer",), minimum=1, maximum=256, auto=True)
+_RATE = Param(("number",), minimum=0, exclusive_minimum=True, auto=True)
+_HYPER = Param(
+    ("object",),
+    fields={"batch_size": _BATCH, "learning_rate_multiplier": _RATE, "n_epochs": _INT_1_50},
+    open=False,
+)
+_DPO_HYPER = Param(
+    ("object",),
+    fields={
+        "batch_size": _BATCH,
+        "learning_rate_multiplier": _RATE,
+        "n_epochs": _INT_1_50,
+        "beta": Param(("number",), minimum=0, maximum=2, exclusive_minimum=True, auto=True),
+    },
+    open=False,
+)
+_WANDB = Param(
+    ("object",),
+    fields={"project": STRING, "name": STRING, "entity": STRING, "tags": ARRAY},
+    required=("project",),
+    open=False,
+)
+CREATE_PARAMS = {
+    "model": STRING,
+    "training_file": STRING,
+    "hyperparameters": _HYPER,
+    "suffix": Param(("string",), min_length=1, max_length=64),
+    "validation_file": STRING,
+    "integrations": Param(
+        ("array",),
+        items=Param(
+            ("object",),
+            fields={"type": Param(("string",), enum=("wandb",)), "wandb": _WANDB},
+            required=("type", "wandb"),
+            open=False,
+        ),
+    ),
+    "seed": Param(("integer",), minimum=0, maximum=2_147_483_647),
+    "method": Param(
+        ("object",),
+        fields={
+            "type": Param(("string",), enum=("supervised", "dpo", "reinforcement")),
+            "supervised": Param(("object",), fields={"hyperparameters": _HYPER}, open=False),
+            "dpo": Param(("object",), fields={"hyperparameters": _DPO_HYPER}, open=False),
+            "reinforcement": OBJECT,
+        },
+        required=("type",),
+        open=False,
+    ),
+    "metadata": METADATA,
+}
+
+
+def check_metadata(metadata: Any, name: str = "metadata") -> None:
+    """OpenAI's limits: 16 keys of up to 64 characters, string values up to 512."""
+    if metadata is None:
+        return
+    assert isinstance(metadata, dict)
+    if len(metadata) > 16:
+        raise invalid(
+            f"Invalid '{name}': too many properties. Expected an object with at most 16 "
+            f"properties, but got an object with {len(metadata)} properties instead.",
+            param=name,
+            code="object_above_max_properties",
+        )
+    for key, value in metadata.items():
+        check_value(f"{name}.{key}", value, Param(("string",), nullable=False, max_length=512))
+        if len(key) > 64:
+            raise invalid(
+                f"Invalid '{name}': key too long. Expected a key with maximum length 64, but "
+                f"got a key with length {len(key)} instead.",
+                param=name,
+                code="string_above_max_length",
+            )
+
+
+def auto_epochs(n_examples: int) -> int:
+    """OpenAI's default epochs: 3, more for small sets (at least ~100 examples seen),
+    fewer for big ones (at most ~25,000)."""
+    if n_examples * 3 < 100:
+        return min(25, math.ceil(100 / max(1, n_examples)))
+    if n_examples * 3 > 25_000:
+        return max(1, 25_000 // n_examples)
+    return 3
+
+
+def auto_batch_size(n_examples: int) -> int:
+    return max(1, min(256, round(n_examples * 0.002)))
+
+
+def checked_data(
+    ctx: Context, file_id: str, param: str, *, purpose: str = "fine-tune"
+) -> TrainingData:
+    """The parsed content of a training or validation file, after the file checks."""
+    record = ctx.store.files.get(file_id)
+    if record is None:
+        raise invalid(f"invalid {param}: {file_id}", param=param)
+    if record.purpose != purpose:
+        raise invalid(
+            f"File '{file_id}' has purpose '{record.purpose}', but must have purpose '{purpose}'",
+            param=param,
+        )
+    data = parse(ctx.store.content(file_id))
+    if data.bad_line is not None:
+        raise invalid(
+            f"Invalid file format for Fine-Tuning API. Must be .jsonl: line {data.bad_line} "
+            f"of {file_id} is not a JSON object.",
+            param=param,
+            code="invalid_file_format",
+        )
+    return data
+
+
+def check_format(data: TrainingData, file_id: str, model: str, param: str, expected: str) -> None:
+    if data.format != expected:
+        raise invalid(
+            f"File {file_id} format is not compatible with model {model}",
+            param=param,
+            code="invalid_file_format",
+        )
+
+
+def check_count(data: TrainingData, file_id: str) -> None:
+    if data.n_examples < MIN_EXAMPLES:
+        raise invalid(
+            f"{file_id} has {data.n_examples} example(s), but must have at least "
+            f"{MIN_EXAMPLES} examples",
+            param="training_file",
+            code="invalid_n_examples",
+        )
+
+
+def _base(ctx: Context, model: str, method: str) -> tuple[str, str, catalog.Kind, list[list[str]]]:
+    """(model as reported, root of the name, kind, examples inherited) for a model to tune."""
+    unavailable = invalid(
+        f"Model {model} is not available for fine-tuning or does not exist.",
+        param="model",
+        code="model_not_available",
+    )
+    record = ctx.fine_tuned(model)
+    if record is not None:
+        job = ctx.store.jobs.get(record.job_id)
+        if job is None or job.api != "fine_tuning" or model != record.id:
+            raise unavailable
+        reported, root, kind, inherited = record.id, record.root, record.kind, record.examples
+    else:
+        base = catalog.resolve(model)
+        if base is None or base.tunable != "current":
+            raise unavailable
+        reported, root, kind, inherited = base.id, base.id, base.kind, []
+    if method == "reinforcement" or (method == "dpo" and kind != "chat"):
+        raise invalid(
+            f"Model {model} is not available for {method} fine-tuning.",
+            param="method.type",
+            code="model_not_available",
+        )
+    return reported, root, kind, inherited
+
+
+def create_job(ctx: Context, body: dict[str, Any], request_id: str | None) -> JobRecord:
+    check(body, CREATE_PARAMS, required=("model", "training_file"))
+    check_metadata(body.get("metadata"))
+    method = body.get("method") or {"type": "supervised"}
+    kind_of_method = method["type"]
+    reported, root, kind, inherited = _base(ctx, body["model"], kind_of_method)
+    training_file = body["training_file"]
+    data = checked_data(ctx, training_file, "training_file")
+    validation_file = body.get("validation_file")
+    validation = checked_data(ctx, validation_file, "validation_file") if validation_file else None
+    check_count(data, training_file)
+    expected = "completion" if kind == "completion" else "chat"
+    if kind_of_method == "dpo":
+        expected = "preference"
+    check_format(data, training_file, reported, "training_file", expected)
+    if validation is not None and validation_file is not None:
+        check_format(validation, validation_file, reported, "validation_file", expected)
+
+    requested = dict(
+        (method.get(kind_of_method) or {}).get("hyperparameters")
+        or body.get("hyperparameters")
+        or {}
+    )
+    for name in ("batch_size", "learning_rate_multiplier", "n_epochs"):
+        requested.setdefault(name, "auto")
+    if kind_of_method == "dpo":
+        requested.setdefault("beta", "auto")
+    n_epochs = requested["n_epochs"]
+    batch_size = requested["batch_size"]
+    rate = requested["learning_rate_multiplier"]
+    job_id = ids.new_id("ftjob-")
+    suffix = body.get("suffix")
+    failure = ctx.faults.take_job_failure(CREATE_PATH)
+    job = JobRecord(
+        id=job_id,
+        api="fine_tuning",
+        created_at=ctx.now(),
+        duration=ctx.job_seconds,
+        model=reported,
+        root=root,
+        kind=kind,
+        training_file=training_file,
+        validation_file=validation_file,
+        suffix=suffix,
+        seed=body["seed"] if body.get("seed") is not None else secrets.randbelow(2**31),
+        organization_id=ctx.organization,
+        fine_tuned_name=(f"ft:{root}:{ctx.organization_name}:{suffix or ''}:{ids.new_id('', 8)}"),
+        method=kind_of_method,
+        n_epochs=auto_epochs(data.n_examples) if n_epochs == "auto" else n_epochs,
+        batch_size=auto_batch_size(data.n_examples) if batch_size == "auto" else batch_size,
+        learning_rate_multiplier=1.8 if rate == "auto" else float(rate),
+        requested=requested,
+        n_examples=data.n_examples,
+        tokens_per_epoch=data.tokens,
+        examples=[*inherited, *([e.query, e.answer, e.system] for e in data.examples)],
+        metadata=body.get("metadata"),
+        integrations=body.get("integrations"),
+        failure=failure.failure_plan() if failure is not None else None,
+        request_id=request_id,
+    )
+    if kind_of_method == "dpo":
+        job.extra["beta"] = 0.1 if requested["beta"] == "auto" else float(requested["beta"])
+    ctx.store.jobs[job.id] = job
+    ctx.store.save()
+    return job
+
+
+def _hyperparameters(job: JobRecord, resolved: bool) -> dict[str, Any]:
+    if not resolved:
+        return dict(job.requested)
+    values: dict[str, Any] = {
+        "batch_size": job.batch_size,
+        "learning_rate_multiplier": job.learning_rate_multiplier,
+        "n_epochs": job.n_epochs,
+    }
+    if job.method == "dpo":
+        values["beta"] = job.extra["beta"]
+    return values
+
+
+def view(job: JobRecord, now: float) -> dict[str, Any]:
+    """The ``fine_tuning.job`` object as of ``now``."""
+    status = jobs.status(job, now)
+    # Before training starts the API shows the hyperparameters as requested ("auto").
+    resolved = status not in ("validating_files", "queued")
+    hyper = _hyperparameters(job, resolved)
+    succeeded = status == "succeeded"
+    plain = {k: v for k, v in hyper.items() if k != "beta"}
+    return {
+        "object": "fine_tuning.job",
+        "id": job.id,
+        "model": job.model,
+        "created_at": int(job.created_at),
+        "finished_at": int(job.finished_at) if job.finished_at is not None else None,
+        "fine_tuned_model": job.fine_tuned_model if succeeded else None,
+        "organization_id": job.organization_id,
+        "result_files": [job.result_file] if succeeded and job.result_file else [],
+        "status": status,
+        "validation_file": job.validation_file,
+        "training_file": job.training_file,
+        "hyperparameters": plain,
+        "trained_tokens": job.tokens_per_epoch * job.n_epochs if succeeded else None,
+        "error": job.error if status == "failed" else None,
+        "seed": job.seed,
+        "estimated_finish": (
+            int(jobs.wall_time(job, jobs.end_work(job)))
+            if status in ("validating_files", "queued", "running")
+            else None
+        ),
+        "integrations": job.integrations or [],
+        "metadata": job.metadata,
+        "user_provided_suffix": job.suffix,
+        "method": {"type": job.method, job.method: {"hyperparameters": hyper}},
+    }
+
+
+def event_view(event: jobs.Event) -> dict[str, Any]:
+    return {
+        "object": "fine_tuning.job.event",
+        "id": event.id,
+        "created_at": int(event.created_at),
+        "level": event.level,
+        "message": event.message,
+        "data": event.data or {},
+        "type": event.type,
+    }
+
+
+def checkpoint_view(job: JobRecord, checkpoint: jobs.Checkpoint) -> dict[str, Any]:
+    return {
+        "object": "fine_tuning.job.checkpoint",
+        "id": checkpoint.id,
+        "created_at": int(checkpoint.created_at),
+        "fine_tuned_model_checkpoint": checkpoint.model,
+        "fine_tuning_job_id": job.id,
+        "metrics": checkpoint.metrics,
+        "step_number": checkpoint.step,
+    }
+
+
+def _metadata_filter(request: Request) -> dict[str, str] | None:
+    """``metadata[k]=v`` pairs to match, or None for ``metadata=null``: jobs without any."""
+    if request.query_params.get("metadata") == "null":
+        return None
+    wanted = {}
+    for key, value in request.query_params.multi_items():
+        if key.startswith("metadata[") and key.endswith("]"):
+            wanted[key[len("metadata[") : -1]] = value
+    return wanted
+
+
+def _matches(job: JobRecord, wanted: dict[str, str] | None) -> bool:
+    if wanted is None:
+        return not job.metadata
+    return all((job.metadata or {}).get(k) == v for k, v in wanted.items())
+
+
+def routes(ctx: Context) -> list[Route]:
+    def _job(request: Request) -> JobRecord:
+        job_id = request.path_params["job_id"]
+        job = ctx.store.jobs.get(job_id)
+        if job is None or job.api != "fine_tuning":
+            raise job_not_found(job_id)
+        return job
+
+    async def create(request: Request) -> Response:
+        body = await json_body(request)
+        job = create_job(ctx, body, getattr(request.state, "request_id", None))
+        return JSONResponse(view(job, ctx.now()))
+
+    async def listing(request: Request) -> Response:
+        limit = query_int(request, "limit", 20, maximum=100)
+        wanted = _metadata_filter(request)
+        found = [
+            job
+            for job in ctx.store.jobs.values()
+            if job.api == "fine_tuning" and _matches(job, wanted)
+        ]
+        found.sort(key=lambda job: job.created_at, reverse=True)
+        chunk, more = page(
+            found, after=request.query_params.get("after"), limit=limit, key=lambda j: j.id
+        )
+        now = ctx.now()
+        return JSONResponse(
+            {"object": "list", "data": [view(job, now) for job in chunk], "has_more": more}
+        )
+
+    async def retrieve(request: Request) -> Response:
+        return JSONResponse(view(_job(request), ctx.now()))
+
+    async def cancel(request: Request) -> Response:
+        job = _job(request)
+        if job.status in jobs.TERMINAL:
+            word = "been cancelled" if job.status == "cancelled" else "completed"
+            raise invalid(f"Job has already {word}: {job.id}", param="fine_tuning_job_id")
+        jobs.cancel(ctx.store, job, ctx.now())
+        return JSONResponse(view(job, ctx.now()))
+
+    async def pause(request: Request) -> Response:
+        job = _job(request)
+        now = ctx.now()
+        status = jobs.status(job, now)
+        if status != "running":
+            raise invalid(
+                f"Job {job.id} cannot be paused: only a running job can be, and it is {status}.",
+                param="fine_tuning_job_id",
+            )
+        jobs.pause(ctx.store, job, now)
+        return JSONResponse(view(job, now))
+
+    async def resume(request: Request) -> Response:
+        job = _job(request)
+        now = ctx.now()
+        if not jobs.is_paused(job):
+            raise invalid(
+                f"Job {job.id} cannot be resumed: it is {jobs.status(job, now)}, not paused.",
+                param="fine_tuning_job_id",
+            )
+        jobs.resume(ctx.store, job, now)
+        return JSONResponse(view(job, now))
+
+    async def events(request: Request) -> Response:
+        job = _job(request)
+        limit = query_int(request, "limit", 20, maximum=100)
+        newest_first = list(reversed(jobs.events(job, ctx.now())))
+        chunk, more = page(
+            newest_first, after=request.query_params.get("after"), limit=limit, key=lambda e: e.id
+        )
+        return JSONResponse(
+            {"object": "list", "data": [event_view(e) for e in chunk], "has_more": more}
+        )
+
+    async def checkpoints(request: Request) -> Response:
+        job = _job(request)
+        limit = query_int(request, "limit", 10, maximum=100)
+        newest_first = list(reversed(jobs.checkpoints(job, ctx.now())))
+        chunk, more = page(
+            newest_first, after=request.query_params.get("after"), limit=limit, key=lambda c: c.id
+        )
+        data = [checkpoint_view(job, c) for c in chunk]
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+                "has_more": more,
+            }
+        )
+
+    base = CREATE_PATH
+    return [
+        Route(base, create, methods=["POST"]),
+        Route(base, listing, methods=["GET"]),
+        Route(base + "/{job_id}", retrieve, methods=["GET"]),
+        Route(base + "/{job_id}/cancel", cancel, methods=["POST"]),
+        Route(base + "/{job_id}/pause", pause, methods=["POST"]),
+        Route(base + "/{job_id}/resume", resume, methods=["POST"]),
+        Route(base + "/{job_id}/events", events, methods=["GET"]),
+        Route(base + "/{job_id}/checkpoints", checkpoints, methods=["GET"]),
+    ]
+
+
+__all__ = [
+    "CREATE_PARAMS",
+    "CREATE_PATH",
+    "MIN_EXAMPLES",
+    "auto_batch_size",
+    "auto_epochs",
+    "check_count",
+    "check_format",
+    "check_metadata",
+    "checked_data",
+    "create_job",
+    "event_view",
+    "routes",
+    "view",
+]
