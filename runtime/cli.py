@@ -119,7 +119,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             row = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise InvalidInput(
                 f"{path}:{number}: not valid JSON ({exc.msg}); each line holds one JSON "
                 'object of inputs, e.g. {"training_file": "data/a.jsonl"}'
@@ -416,6 +416,54 @@ def resume(
     _finish(result)
 
 
+@cli.command()
+@click.argument("run_id")
+@click.option(
+    "--cancel-jobs", is_flag=True, help="Also cancel the fine-tuning jobs the run created."
+)
+@click.option(
+    "--authorizations",
+    "auth_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A YAML file of named authorizations (default: the one the run started with).",
+)
+@STATE_OPTION
+@handled
+def cancel(run_id: str, cancel_jobs: bool, auth_file: Path | None, state_path: Path | None) -> None:
+    """Stop RUN_ID (a live process stops at its next step or wait); print the outcome as JSON."""
+    import asyncio
+
+    from . import durable
+    from .authorizations import read_authorizations_file
+    from .runtime import Runtime
+
+    runtime = Runtime()
+    extra = read_authorizations_file(auth_file, runtime.schemas) if auth_file else None
+    store = _open_store(state_path)
+
+    async def main() -> Any:
+        try:
+            return await durable.cancel(
+                runtime,
+                store,
+                run_id,
+                cancel_jobs=cancel_jobs,
+                authorizations=extra,
+                console=sys.stderr,
+            )
+        finally:
+            await runtime.aclose()
+
+    try:
+        outcome = asyncio.run(main())
+    finally:
+        store.close()
+    click.echo(json.dumps(outcome, indent=2))
+    failed = [j for j in outcome["cancelled_jobs"] if j["outcome"] != "succeeded"]
+    if failed:
+        _fail(f"{len(failed)} job(s) could not be cancelled; see above", EXIT_FAILED)
+
+
 def _when(seconds: float) -> str:
     import time
 
@@ -514,7 +562,7 @@ def schema(step_type: str) -> None:
 )
 @click.option(
     "--job-seconds",
-    default=6.0,
+    default=4.0,
     show_default=True,
     type=click.FloatRange(min=0, min_open=True),
     help="How long a fine-tuning job takes from create to its final state.",

@@ -153,6 +153,10 @@ class StepError(SteprunError):
         return self.info.code
 
     @property
+    def param(self) -> str | None:
+        return self.info.param
+
+    @property
     def status(self) -> int | None:
         return self.info.status
 

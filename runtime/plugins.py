@@ -19,7 +19,7 @@ from .errors import PluginError
 from .markers import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, PROJECT_NAME
 from .step import StepType
 
-DEFAULT_PLUGINS: tuple[str, ...] = ("steprun.steps.core",)
+DEFAULT_PLUGINS: tuple[str, ...] = ("steprun.steps.core", "steprun.steps.openai")
 
 
 def make_plugin_manager(

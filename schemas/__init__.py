@@ -1,1 +1,4 @@
-"""JSON Schemas shipped as package data (this file makes the folder importable for importlib.resources)."""
+"""JSON Schemas shipped as package data.
+
+This file makes the folder a package, so importlib.resources can find the schemas.
+"""

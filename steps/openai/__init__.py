@@ -1,0 +1,25 @@
+"""The OpenAI step pack: the whole fine-tuning lifecycle as Steps.
+
+Check the data, upload it, create the job (today's API or the legacy ``/fine-tunes``),
+retrieve, list, watch events and checkpoints, pause, resume, wait, cancel, ask the
+fine-tuned model, delete it. Every step talks through one careful client
+(:mod:`.client`): retries as the official SDK does them, structured errors, SSE, and no
+job created twice.
+"""
+
+from __future__ import annotations
+
+from steprun.runtime.markers import hookimpl
+from steprun.runtime.step import StepType
+
+from . import completions, events, files, jobs, models, training_data, wait
+
+_MODULES = (training_data, files, jobs, events, wait, completions, models)
+
+
+@hookimpl
+def steprun_step_types() -> list[StepType]:
+    return [step_type for module in _MODULES for step_type in module.STEP_TYPES]
+
+
+__all__: list[str] = []
