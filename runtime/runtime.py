@@ -341,11 +341,17 @@ class Runtime:
         return resolved
 
 
+def _looks_like_text(source: str) -> bool:
+    """Whether a str is a flow document rather than a path (a Path is always a path)."""
+    head = source.lstrip()
+    return "\n" in source or head.startswith(("{", "flow:", "---", "#"))
+
+
 def read_source(source: FlowSource) -> tuple[Source, Path]:
     """A flow document from a path, YAML text or a dict, and the folder paths are relative to."""
     if isinstance(source, Mapping):
         return from_data(source), Path.cwd()
-    if isinstance(source, str) and ("\n" in source or source.lstrip().startswith("flow:")):
+    if isinstance(source, str) and _looks_like_text(source):
         return load_text(source, "<string>"), Path.cwd()
     path = Path(source)
     try:
