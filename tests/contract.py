@@ -1,6 +1,6 @@
 """Check HTTP bodies against OpenAI's OpenAPI description (the shared trimmed copies).
 
-The two files in ``../shared/openai-api`` (or ``$STEPRUN_OPENAI_SPEC_DIR``) are the truth
+The two files in ``tests/openai-api`` (or ``$STEPRUN_OPENAI_SPEC_DIR``) are the truth
 about requests and responses:
 
 * ``current``: ``openapi-current.yaml``, OpenAPI 3.1, validated as JSON Schema Draft 2020-12
@@ -75,11 +75,15 @@ class ContractError(AssertionError):
 
 
 def spec_dir() -> Path:
-    """Where the shared OpenAPI files are: ``$STEPRUN_OPENAI_SPEC_DIR`` or ``../shared``."""
+    """Where the OpenAPI files are: ``$STEPRUN_OPENAI_SPEC_DIR``, else ``tests/openai-api``.
+
+    The repository carries its own copy of the trimmed specs (MIT, provenance in the
+    README beside them) so that the tests need nothing outside the checkout.
+    """
     override = os.environ.get("STEPRUN_OPENAI_SPEC_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "openai-api"
+    return Path(__file__).resolve().parent / "openai-api"
 
 
 # --- loading and repairing the documents ---------------------------------------------------
