@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from steprun.runtime import Runtime
 from steprun.runtime.durable import start
 from steprun.runtime.step import StepContext, StepLogger

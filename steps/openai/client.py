@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
+
 from steprun.runtime.errors import StepError
 
 from .sse import DONE, iter_events

@@ -19,8 +19,8 @@ import httpx
 import pytest
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
-from steprun.runtime.local import LocalBackend, quiet_injected_disconnects
 
+from steprun.runtime.local import LocalBackend, quiet_injected_disconnects
 from tests.contract import validate_httpx_response
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"

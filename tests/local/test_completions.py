@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from steprun.runtime.local.tokens import token_id, tokenize
 
+from steprun.runtime.local.tokens import token_id, tokenize
 from tests.contract import sse_data
 from tests.local.conftest import EXAMPLES, JOB_SECONDS, CreateJob, FakeClock, Upload, error_of
 

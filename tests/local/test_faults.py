@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-from steprun.runtime.local import InjectedDisconnect, LocalBackend
 
+from steprun.runtime.local import InjectedDisconnect, LocalBackend
 from tests.contract import validate_sse
 from tests.local.conftest import (
     JOB_SECONDS,

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from steprun.runtime.local import LocalBackend
 
+from steprun.runtime.local import LocalBackend
 from tests.contract import validate_sse
 from tests.local.conftest import (
     EXAMPLES,

@@ -7,6 +7,7 @@ import math
 import random
 
 import pytest
+
 from steprun.runtime.local.model import RetrievalModel
 from steprun.runtime.local.tokens import END_OF_TEXT, token_id, tokenize
 from steprun.runtime.local.training import Example, parse

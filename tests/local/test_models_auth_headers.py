@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-from steprun.runtime.local import LocalBackend
 
+from steprun.runtime.local import LocalBackend
 from tests.local.conftest import Mount, check_response, error_of
 
 KEY = "sk-steprun-test-0123456789abcdefghijklmnop"

@@ -15,8 +15,8 @@ import httpx
 import httpx2
 import openai
 import pytest
-from steprun.runtime.local import READY
 
+from steprun.runtime.local import READY
 from tests.local.conftest import EXAMPLES, check_response
 
 KEY = "sk-steprun-sdk-test-0123456789abcdefghijkl"

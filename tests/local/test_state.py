@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from steprun.runtime.local import LocalBackend
 
+from steprun.runtime.local import LocalBackend
 from tests.local.conftest import JOB_SECONDS, FakeClock, Mount, chat_lines, check_response
 
 Start = Callable[[], httpx.Client]

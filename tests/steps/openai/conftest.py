@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+
 from steprun.runtime.authorizations import Authorization
 from steprun.runtime.step import StepContext, StepLogger
 

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager, contextmanager
 import httpx
 import uvicorn
 from starlette.types import ASGIApp
+
 from steprun.runtime.authorizations import LOCAL_BASE_URL, LOCAL_ORIGIN
 from steprun.runtime.local import LocalBackend, quiet_injected_disconnects
 

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import steprun.schemas
 from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
+
+import steprun.schemas
 from steprun.runtime.step import StepContext, StepType
 from steprun.steps.openai import events, jobs, wait
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from steprun.runtime.errors import StepError
 
 from .conftest import CANARY_KEY, MakeContext

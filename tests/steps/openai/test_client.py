@@ -10,6 +10,7 @@ from importlib import metadata
 from typing import Any
 
 import pytest
+
 from steprun.runtime.errors import StepError
 from steprun.steps.openai.client import (
     MAX_RETRY_AFTER,

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from jsonschema import Draft202012Validator
+
 from steprun.runtime.authorizations import LOCAL_BASE_URL
 from steprun.runtime.errors import StepError
 from steprun.runtime.local import LocalBackend
@@ -21,7 +22,6 @@ from steprun.steps.openai.completions import (
     assemble,
     build_request,
 )
-
 from tests.contract import validate_request, validate_response
 
 from .conftest import CANARY_KEY, Harness, MakeContext

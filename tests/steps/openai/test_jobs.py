@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+
 from steprun.runtime.errors import StepError
 from steprun.steps.openai.finetuning import infer_api
 from steprun.steps.openai.jobs import EXECUTION_KEY, RUN_KEY, STEP_KEY

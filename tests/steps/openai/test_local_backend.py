@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from steprun.runtime.authorizations import LOCAL_BASE_URL, LOCAL_ORIGIN
 from steprun.runtime.errors import StepError
 from steprun.runtime.local import LocalBackend

@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import pytest
 from jsonschema import Draft202012Validator
+
 from steprun.runtime.authorizations import LOCAL_BASE_URL
 from steprun.runtime.errors import StepError
 from steprun.runtime.local import LocalBackend
 from steprun.runtime.schemas import SchemaRegistry
 from steprun.steps.openai.models import DELETE_MODEL, STEP_TYPES
-
 from tests.contract import match_path, validate_request, validate_response
 
 from .conftest import CANARY_KEY, Harness, MakeContext

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from steprun.steps.openai.jobs import current_body, legacy_body
 
 from ... import contract

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+
 from steprun.steps.openai.sse import ServerSentEvent, iter_events
 
 STREAM = (

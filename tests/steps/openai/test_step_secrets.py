@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from steprun.runtime.errors import StepError
 from steprun.runtime.step import StepType
 from steprun.steps.openai.completions import REQUEST_FINE_TUNED_MODEL

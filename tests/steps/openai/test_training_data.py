@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from jsonschema import Draft202012Validator
+
 from steprun.runtime.errors import StepError
 from steprun.runtime.schemas import SchemaRegistry
 from steprun.runtime.step import StepContext, StepLogger

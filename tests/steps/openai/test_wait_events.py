@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from steprun.runtime.errors import StepError
 
 from .conftest import MakeContext
