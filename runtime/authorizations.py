@@ -111,7 +111,7 @@ __all__ = [
 def read_authorizations_file(path: Path, schemas: Any) -> dict[str, Any]:
     """Named authorizations from a YAML file (``--authorizations``), checked like a flow's."""
     from .errors import FlowInvalid, InvalidInput, Problem
-    from .schemas import SCHEMA_ID_PREFIX, describe
+    from .schemas import SCHEMA_ID_PREFIX, describe, error_schema, unknown_key
     from .yamlsource import MAX_BYTES, dotted, load_text, too_large
 
     try:
@@ -139,15 +139,20 @@ def read_authorizations_file(path: Path, schemas: Any) -> dict[str, Any]:
                 )
             ]
         )
-    problems = [
-        Problem(
-            describe(error),
-            file=str(path),
-            line=source.line(tuple(error.absolute_path)),
-            path=dotted(tuple(error.absolute_path)) or None,
-        )
-        for error in schemas.validator(schema).iter_errors(source.data)
-    ]
+    problems: list[Problem] = []
+    for error in schemas.validator(schema).iter_errors(source.data):
+        where = tuple(error.absolute_path)
+        found = [(where, describe(error))]
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            # One problem per unknown key, on the key's own line, as a flow's are reported.
+            allowed = sorted((error_schema(error).get("properties") or {}).keys())
+            found = [
+                ((*where, k), unknown_key(k, allowed)) for k in error.instance if k not in allowed
+            ]
+        problems += [
+            Problem(message, file=str(path), line=source.line(at), path=dotted(at) or None)
+            for at, message in found
+        ]
     if problems:
         raise FlowInvalid(problems)
     return dict(source.data)

@@ -214,8 +214,13 @@ async def start(
     console: IO[str] | None = None,
 ) -> RunResult:
     """Start a new durable run of a validated flow."""
+    from .reports import ensure_writable
     from .runtime import new_run_id
 
+    # What can still be wrong with the input is found before the run is recorded, so a
+    # missing secret or an unwritable report file leaves no run behind (exit 2, no effect).
+    runtime.prepare(flow)
+    ensure_writable(report_file)
     run_id = run_id or new_run_id()
     owner = lease_owner()
     state = RunState(

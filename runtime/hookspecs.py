@@ -33,3 +33,6 @@ def steprun_report(report: dict[str, Any]) -> None:
     values are ignored. An exception raised here is reported as a warning and does not fail
     the run: a reporting sink must never change a run's outcome.
     """
+
+
+__all__ = ["steprun_report", "steprun_step_types"]

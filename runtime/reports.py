@@ -113,6 +113,21 @@ class Reporter:
         self._file = None
 
 
+def ensure_writable(report_file: Path | IO[str] | None) -> None:
+    """Fail now, before a run is recorded, if ``--report`` names a file we cannot write."""
+    if not isinstance(report_file, Path):
+        return
+    try:
+        report_file.parent.mkdir(parents=True, exist_ok=True)
+        with report_file.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise StoreError(
+            f"cannot write the report file {report_file}: {exc.strerror or exc}; "
+            "choose a writable path for --report"
+        ) from None
+
+
 def level_at_least(level: str, threshold: str) -> bool:
     return LEVELS[level] >= LEVELS[threshold]
 
@@ -126,4 +141,4 @@ def default_console() -> IO[str]:
     return sys.stderr
 
 
-__all__ = ["Reporter", "default_console", "level_at_least", "timestamp"]
+__all__ = ["Reporter", "default_console", "ensure_writable", "level_at_least", "timestamp"]

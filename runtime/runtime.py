@@ -297,6 +297,14 @@ class Runtime:
 
     # -- helpers ---------------------------------------------------------------------
 
+    def prepare(self, flow: Flow) -> dict[str, auth.Authorization]:
+        """Resolve every authorization a run of ``flow`` can use, or raise SecretError.
+
+        Running does this itself; call it to learn of a missing secret before recording
+        anything about a run (the durable store does).
+        """
+        return self._resolve_authorizations(flow, Redactor(), {})
+
     def _schema_validator(self, step_type: StepType) -> Draft202012Validator:
         return self.schemas.validator(self._catalog.schema(step_type))
 

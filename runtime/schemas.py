@@ -78,7 +78,10 @@ def describe(error: ValidationError) -> str:
         missing = [
             k for k in expected if isinstance(error.instance, dict) and k not in error.instance
         ]
-        names = ", ".join(repr(k) for k in missing) or "?"
+        # jsonschema raises one error per missing key ("'flow' is a required property"):
+        # name that key only, or two missing keys print the same sentence twice.
+        own = [k for k in missing if str(error.message).startswith(f"{k!r} ")]
+        names = ", ".join(repr(k) for k in own or missing) or "?"
         return f"missing required key {names}"
     if validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted((schema.get("properties") or {}).keys())

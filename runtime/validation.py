@@ -188,6 +188,17 @@ class _Check:
                     ("steps", index, "merge_field"),
                     step_id,
                 )
+            # A merge field named like a template function (range, dict) could never be
+            # read: templates would see the function. Say so now, not at run time.
+            field_name = merge_field if isinstance(merge_field, str) else step_id
+            if field_name in self.v.templates.env.globals:
+                key = "merge_field" if isinstance(merge_field, str) else "id"
+                self.problem(
+                    f"{field_name!r} is the name of a template function, so templates could "
+                    f"not read this step's merge field; choose another {key.replace('_', ' ')}",
+                    ("steps", index, key),
+                    step_id,
+                )
         return ids
 
     def authorization_problems(self, data: dict[str, Any], raw_steps: list[Any]) -> None:

@@ -21,6 +21,8 @@ Path = tuple[str | int, ...]
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 200_000
 
+_PLAIN_COLLECTIONS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
+
 try:  # libyaml is several times faster; both give the same nodes and marks.
     _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
@@ -131,6 +133,18 @@ class _Builder:
                 )
             return None
         self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_COLLECTIONS:
+            # We build lists and mappings ourselves, so a tag on one (!!python/object/apply,
+            # !!set) would otherwise be dropped silently instead of refused like a scalar's.
+            self.problems.append(
+                Problem(
+                    f"cannot read this value: the tag {node.tag!r} is not allowed. Flow files "
+                    "use plain YAML (strings, numbers, booleans, lists, mappings) without !tags.",
+                    file=self.file,
+                    line=node.start_mark.line + 1,
+                )
+            )
+            return None
         if isinstance(node, yaml.MappingNode):
             self._scalars.flatten_mapping(node)  # applies YAML merge keys (<<)
             result: dict[Any, Any] = {}

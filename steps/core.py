@@ -91,3 +91,14 @@ STEP_TYPES = [
 @hookimpl
 def steprun_step_types() -> list[StepType]:
     return list(STEP_TYPES)
+
+
+__all__ = [
+    "STEP_TYPES",
+    "condition",
+    "condition_exits",
+    "fail",
+    "log",
+    "set_values",
+    "steprun_step_types",
+]

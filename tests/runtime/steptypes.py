@@ -1,0 +1,117 @@
+"""Small step types for the runtime's tests: a plugin module, registered like any other.
+
+In-process tests pass this module to ``Runtime(plugins=[steptypes])``; CLI tests copy it
+into a folder on ``PYTHONPATH`` with an entry point (see ``conftest.install_entry_point``),
+so the subprocess loads it exactly as a third-party plugin.
+
+Every type is named ``test.*`` and has its schema inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+from steprun.runtime import StepContext, StepError, StepType, hookimpl
+
+OPEN = {"type": "object"}
+
+
+async def sleep(config: dict[str, Any], context: StepContext) -> Any:
+    await asyncio.sleep(config["seconds"])
+    return {"slept": config["seconds"]}
+
+
+async def crash(config: dict[str, Any], context: StepContext) -> Any:
+    raise RuntimeError(config.get("message", "the plugin has a bug"))
+
+
+async def not_json(config: dict[str, Any], context: StepContext) -> Any:
+    return {"a set": {1, 2}}
+
+
+async def api(config: dict[str, Any], context: StepContext) -> Any:
+    """Output shaped like an API response whose text happens to hold template syntax."""
+    return {
+        "id": "resp_1",
+        "text": "{{ 7 * 6 }}",
+        "nested": ["{% for i in range(10**9) %}x{% endfor %}", {"deep": "{{ error }}"}],
+    }
+
+
+async def whoami(config: dict[str, Any], context: StepContext) -> Any:
+    """Which authorization the step got; the key only as a digest, never as text."""
+    auth = context.authorization
+    if auth is None:
+        return {"name": None, "provider": None}
+    key = auth.api_key.get_secret_value() if auth.api_key is not None else None
+    return {
+        "name": auth.name,
+        "provider": auth.provider,
+        "base_url": auth.base_url,
+        "key_sha256": hashlib.sha256(key.encode()).hexdigest() if key else None,
+    }
+
+
+async def leak(config: dict[str, Any], context: StepContext) -> Any:
+    """Does its best to show the authorization's key: the runtime must hide it everywhere."""
+    assert context.authorization is not None and context.authorization.api_key is not None
+    key = context.authorization.api_key.get_secret_value()
+    how = config["how"]
+    if how == "log":
+        context.log.debug(f"debug: the key is {key}", key=key)
+        context.log.info(f"info: the key is {key}", nested={"k": [key], key: "as a key"})
+        context.log.error(f"error: Bearer {key}")
+        context.log.info(f"repr: {context.authorization!r}")
+        return {"logged": True}
+    if how == "return":
+        return {"key": key, "header": f"Authorization: Bearer {key}", "list": [key], key: 1}
+    if how == "step_error":
+        raise StepError(
+            f"the API rejected key {key}",
+            type="authentication_error",
+            code="invalid_api_key",
+            param=key,
+            request_id=f"req_{key}",
+            extra={"echo": {"key": key}},
+        )
+    if how == "crash":
+        raise ValueError(f"unexpected response for {key}")
+    raise AssertionError(f"unknown how {how!r}")
+
+
+STEP_TYPES = [
+    StepType(
+        type="test.sleep",
+        title="Sleep",
+        version="1.0.0",
+        run=sleep,
+        schema={
+            "type": "object",
+            "required": ["seconds"],
+            "properties": {"seconds": {"type": "number"}},
+        },
+    ),
+    StepType(type="test.crash", title="Crash", version="1.0.0", run=crash, schema=OPEN),
+    StepType(type="test.not_json", title="Not JSON", version="1.0.0", run=not_json, schema=OPEN),
+    StepType(type="test.api", title="API-like output", version="1.0.0", run=api, schema=OPEN),
+    StepType(type="test.whoami", title="Who am I", version="1.0.0", run=whoami, schema=OPEN),
+    StepType(
+        type="test.leak",
+        title="Leak the key",
+        version="2.1.0",
+        run=leak,
+        schema={
+            "type": "object",
+            "required": ["how"],
+            "additionalProperties": False,
+            "properties": {"how": {"enum": ["log", "return", "step_error", "crash"]}},
+        },
+    ),
+]
+
+
+@hookimpl
+def steprun_step_types() -> list[StepType]:
+    return list(STEP_TYPES)
