@@ -40,7 +40,7 @@ def handled(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except FlowInvalid as exc:
-            _fail(f"invalid flow: {exc}", EXIT_INVALID)
+            _fail(str(exc), EXIT_INVALID)  # "N problems found:" and one line each, with file:line
         except InvalidInput as exc:
             _fail(f"error: {exc}", EXIT_INVALID)
         except SteprunError as exc:

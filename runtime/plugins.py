@@ -41,7 +41,10 @@ def make_plugin_manager(
             ) from exc
         pm.register(module, name=name.rsplit(".", 1)[-1])
     for plugin in plugins:
-        pm.register(plugin)
+        # Named so that errors can say which plugin: a module by its name, an object by
+        # its class (pluggy would use its id(), a number nobody recognises).
+        name = getattr(plugin, "__name__", None) or f"{type(plugin).__qualname__}@{id(plugin):x}"
+        pm.register(plugin, name=name)
     environ = os.environ if environ is None else environ
     if autoload is None:
         autoload = not environ.get(DISABLE_AUTOLOAD_ENV)

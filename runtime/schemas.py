@@ -120,6 +120,9 @@ def describe(error: ValidationError) -> str:
             options = " or ".join(", ".join(repr(k) for k in b["required"]) for b in branches)
             how = "exactly one" if validator == "oneOf" else "at least one"
             return f"expected {how} of {options}, found {found}"
+        described = schema.get("description")
+        if isinstance(described, str) and described.startswith(("a ", "an ")):
+            return f"expected {described}, found {found}"
         if isinstance(error.instance, dict) and "title" not in schema:
             return f"found {found}, which matches none of the allowed forms" + _best_context(error)
         return f"found {found}, which is not {schema.get('title', 'an allowed form')}"

@@ -348,6 +348,21 @@ class References:
     reads_all_inputs: bool = False
 
 
+class _Undefined(StrictUndefined):
+    """Strict, but chainable: `{{ check.x | default('none') }}` works before `check` is
+    written (a retry loop's first pass), while using a missing value still fails clearly."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self
+
+    def __getitem__(self, *args: Any, **kwargs: Any) -> Any:  # jinja's own signature
+        return self
+
+
 @dataclass
 class _Parsed:
     """One parse of a template source, shared by checking, analysis and compiling."""
@@ -362,7 +377,7 @@ class Templates:
     """Compiles and renders templates for one runtime; every source is parsed once."""
 
     def __init__(self) -> None:
-        env = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        env = _Sandbox(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
         _FILTERS.update(env.filters)
         for unsafe in REMOVED_FILTERS:
             env.filters.pop(unsafe, None)

@@ -8,6 +8,7 @@ refuse what PyYAML accepts silently: duplicate keys (the last would win) and ali
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +25,29 @@ MAX_NODES = 200_000
 _PLAIN_COLLECTIONS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 try:  # libyaml is several times faster; both give the same nodes and marks.
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+    _Base: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
+
+_BOOL = "tag:yaml.org,2002:bool"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
+    """YAML 1.2's core schema, not 1.1's: only true/false are booleans (1.1 also reads yes,
+    no, on and off, so `message: no` or a country code `NO` would silently become false),
+    and dates stay strings (1.1 makes `2024-01-01` a Python date, which is not JSON)."""
+
+    # PyYAML keeps its resolver table in this class attribute; ours is a filtered copy.
+    yaml_implicit_resolvers = {  # noqa: RUF012
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _TIMESTAMP)]
+        for first, resolvers in _Base.yaml_implicit_resolvers.items()
+    }
+
+
+_Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 @dataclass

@@ -367,3 +367,14 @@ def test_a_key_of_json_data_wins_over_a_dict_method(templates: Templates) -> Non
         )
         == "a=1;"
     )
+
+
+def test_a_default_reads_through_a_merge_field_not_written_yet(templates: Templates) -> None:
+    # A retry loop's first pass: `check` does not exist yet.
+    assert templates.render("{{ check.x.y | default('none') }}", {}) == "none"
+    assert templates.render("{{ check.x is defined }}", {}) is False
+
+
+def test_using_a_missing_value_still_fails_clearly(templates: Templates) -> None:
+    with pytest.raises(TemplateProblem, match="'check' is not defined here"):
+        templates.render("{{ check.x }}", {})

@@ -640,3 +640,17 @@ def test_each_missing_required_key_is_one_problem(
         "missing required key 'flow'",
         "missing required key 'steps'",
     ]
+
+
+def test_a_wrong_duration_says_what_a_duration_looks_like(runtime: Runtime) -> None:
+    problems = runtime.validate(
+        {
+            "flow": "f",
+            "timeout": "forever",
+            "steps": [{"id": "a", "type": "core.set", "config": {"value": 1}}],
+        }
+    )
+    assert [p.message for p in problems] == [
+        "expected a duration such as 30s, 5m, 2h, 1h30m, 500ms, or a number of seconds, "
+        'found "forever"'
+    ]

@@ -200,3 +200,20 @@ def test_every_value_remembers_its_line(write_flow: Callable[..., Path]) -> None
     assert source.line(("steps", 0, "type")) == line_of(path, "type:")
     # An unknown path falls back to its nearest ancestor.
     assert source.line(("steps", 0, "nope")) == line_of(path, "- id: a")
+
+
+def test_yes_no_on_off_and_dates_stay_strings_as_in_yaml_1_2() -> None:
+    from steprun.runtime.yamlsource import load_text
+
+    data = load_text(
+        "a: no\nb: yes\nc: on\nd: NO\ne: 2024-01-01\nf: true\ng: False\n", "f.yaml"
+    ).data
+    assert data == {
+        "a": "no",
+        "b": "yes",
+        "c": "on",
+        "d": "NO",
+        "e": "2024-01-01",
+        "f": True,
+        "g": False,
+    }
