@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from . import authorizations as auth
-from .errors import FlowInvalid, InvalidInput, Problem, RunFailed
+from .errors import FlowInvalid, InvalidInput, Problem, RunFailed, SecretError
 from .flow import INHERIT, Flow
 from .plugins import collect_step_types, make_plugin_manager
 from .reports import Reporter
@@ -111,11 +111,12 @@ class Runtime:
         if self._http is None:
             import httpx
 
-            self._http = httpx.AsyncClient(
+            from .http_client import new_client
+
+            self._http = new_client(
                 transport=self._transport,
                 mounts={auth.LOCAL_ORIGIN: httpx.ASGITransport(app=self._local_app)},
-                timeout=httpx.Timeout(auth.DEFAULT_TIMEOUT, connect=5.0),
-                follow_redirects=False,
+                timeout=auth.DEFAULT_TIMEOUT,
             )
         return self._http
 
@@ -337,13 +338,18 @@ class Runtime:
                     redactor.add(given.api_key.get_secret_value())
                 resolved[name] = given
                 continue
-            resolved[name] = auth.resolve_authorization(
-                name,
-                flow.authorizations[name],
-                environ=self.environ,
-                base_dir=flow.base_dir,
-                redactor=redactor,
-            )
+            try:
+                resolved[name] = auth.resolve_authorization(
+                    name,
+                    flow.authorizations[name],
+                    environ=self.environ,
+                    base_dir=flow.base_dir,
+                    redactor=redactor,
+                )
+            except SecretError as exc:
+                line = flow.source.line(("authorizations", name))
+                where = f"{flow.file}:{line}" if line else flow.file
+                raise SecretError(f"{where}: {exc}") from None
             if resolved[name].is_local and self._local is None:
                 self._local_options.update(resolved[name].options)
         return resolved

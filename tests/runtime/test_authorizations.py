@@ -125,6 +125,7 @@ def test_a_missing_environment_variable_is_a_clear_error_before_any_step(
     with pytest.raises(SecretError) as caught:
         run_flow(make_runtime(environ={}), path)
     assert str(caught.value) == (
+        f"{path}:4: "
         "authorization 'openai' setting 'api_key': environment variable MISSING_OPENAI_KEY is "
         "not set (referenced as ${env:MISSING_OPENAI_KEY}); export it before running, e.g. "
         "`export MISSING_OPENAI_KEY=...`"
