@@ -207,6 +207,9 @@ class OpenAIClient:
                 step=context.step_id,
             )
         self._context = context
+        # The status line and headers of the last stream, once its answer arrived (a
+        # stream's events carry neither): what a `raw` result of a streamed call reports.
+        self.stream_response: ApiResponse | None = None
         self._http = context.http
         self._log = context.log
         self._step = context.step_id
@@ -288,6 +291,12 @@ class OpenAIClient:
         what = f"{method} {path}"
         response = await self._send(method, path, json=json, retry_unsafe=True, stream=True)
         request_id = response.headers.get("x-request-id")
+        self.stream_response = ApiResponse(
+            status=response.status_code,
+            headers={k.lower(): v for k, v in response.headers.items()},
+            body=None,
+            request_id=request_id,
+        )
         failure: StepError | None = None
         received = 0
         done = False

@@ -284,11 +284,10 @@ async def _run(config: dict[str, Any], context: StepContext) -> Any:
         result = await assemble(
             client.stream("POST", path, json=body), chat=chat, what=what, step=context.step_id
         )
-        # The client hands a stream's events on, not its status line or headers; a stream
-        # only flows after a 200 answer, so that is the status a raw result can state.
-        output: Any = (
-            {"status": 200, "headers": {}, "body": result} if result_format == "raw" else result
-        )
+        output: Any = result
+        if result_format == "raw" and client.stream_response is not None:
+            meta = client.stream_response
+            output = {"status": meta.status, "headers": meta.headers, "body": result}
     else:
         response = await client.request("POST", path, json=body)
         result = response.object()

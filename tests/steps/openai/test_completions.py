@@ -505,6 +505,32 @@ async def test_raw_result_has_status_headers_and_body(
 
 
 @pytest.mark.anyio
+async def test_a_streamed_raw_result_has_the_answers_status_and_headers(
+    fault_server: FaultServer, make_context: MakeContext
+) -> None:
+    fault_server.script(
+        Chunks(
+            [
+                sse(
+                    completion_chunk(
+                        {"text": " hi", "index": 0, "logprobs": None, "finish_reason": "stop"}
+                    )
+                ),
+                b"data: [DONE]\n\n",
+            ],
+            headers={"content-type": "text/event-stream", "x-request-id": "req_stream_7"},
+        )
+    )
+    harness = make_context(fault_server.base_url)
+    output = await run(
+        {"model": "m", "prompt": "x", "stream": True, "result_format": "raw"}, harness.context
+    )
+    assert output["status"] == 200
+    assert output["headers"]["x-request-id"] == "req_stream_7"
+    assert output["body"]["choices"][0]["text"] == " hi"
+
+
+@pytest.mark.anyio
 async def test_an_api_error_takes_the_error_exit_without_the_key(
     fault_server: FaultServer, make_context: MakeContext
 ) -> None:
