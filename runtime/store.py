@@ -19,6 +19,7 @@ future steprun can migrate a store instead of misreading it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -171,18 +172,29 @@ class RunStore:
                 f"cannot create the folder of the run store {path}: {exc.strerror or exc}; "
                 "choose another place with --state or STEPRUN_STATE"
             ) from None
-        self._read = self._connect()
-        self._init_schema()
+        # WAL only once the file is known to be ours: switching a file to WAL rewrites
+        # its header, and a mistyped --state must leave somebody else's database alone.
+        self._read = self._connect(wal=False)
+        try:
+            self._init_schema()
+            self._read.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:
+            self._read.close()
+            raise self._corrupt(exc) from None
+        except BaseException:
+            self._read.close()
+            raise
         self._writer = _Writer(self)
 
     # -- connection --------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, *, wal: bool = True) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
-            conn.execute("PRAGMA journal_mode=WAL")
+            if wal:
+                conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk before it returns, so a power cut loses nothing either.
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -200,21 +212,51 @@ class RunStore:
         )
 
     def _init_schema(self) -> None:
+        conn = self._read
         try:
-            version = self._read.execute("PRAGMA user_version").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                # One transaction, taken before looking: two processes opening a new store
+                # at once create it once, and a crash leaves either no tables or a store
+                # stamped with its version (user_version is transactional).
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    version = conn.execute("PRAGMA user_version").fetchone()[0]
+                    if version == 0:
+                        self._create_schema(conn)
+                        version = SCHEMA_VERSION
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
             if version > SCHEMA_VERSION:
                 raise StoreError(
                     f"the run store {self.path} was written by a newer steprun (schema "
-                    f"{version}, this one knows {SCHEMA_VERSION}); upgrade steprun"
+                    f"{version}, this one knows {SCHEMA_VERSION}); upgrade steprun, or point "
+                    "--state / STEPRUN_STATE at another file"
                 )
-            if version == 0:
-                self._read.executescript(_SCHEMA)
-                self._read.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            check = self._read.execute("PRAGMA quick_check").fetchone()[0]
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise self._corrupt(RuntimeError(check))
         except sqlite3.DatabaseError as exc:
             raise self._corrupt(exc) from None
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        found = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        foreign = sorted(found - {"runs", "merge_fields", "attempts"})
+        if foreign:
+            # Tables of its own and no version: somebody else's SQLite file (a mistyped
+            # --state). Adding ours would hide the mistake and change a file not ours.
+            raise StoreError(
+                f"{self.path} is an SQLite database but not a steprun run store (it has "
+                f"tables {', '.join(foreign[:5])} and no steprun schema version); point "
+                "--state / STEPRUN_STATE at a steprun store or at a new file"
+            )
+        # Statement by statement: executescript() would commit the open transaction first.
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._writer.close()
@@ -350,12 +392,12 @@ class RunStore:
                 flow_text=r[3],
                 flow_hash=r[4],
                 base_dir=r[5],
-                inputs=_load(r[6], self, "inputs"),
+                inputs=_load(r[6], self, "inputs", r[0]),
                 authorizations_file=r[7],
                 status=r[8],
                 position=r[9],
                 authorization=r[10],
-                error=_load(r[11], self, "error") if r[11] else None,
+                error=_load(r[11], self, "error", r[0]) if r[11] else None,
                 executed=r[12],
                 started=r[13],
                 updated=r[14],
@@ -373,7 +415,7 @@ class RunStore:
             ).fetchall()
         except sqlite3.DatabaseError as exc:
             raise self._corrupt(exc) from None
-        return {name: _load(value, self, f"merge field {name}") for name, value in rows}
+        return {name: _load(value, self, f"merge field {name}", run_id) for name, value in rows}
 
     def attempts(self, run_id: str) -> list[AttemptRow]:
         try:
@@ -393,9 +435,9 @@ class RunStore:
                 status=r[4],
                 started=r[5],
                 ended=r[6],
-                saved=_load(r[7], self, "attempt"),
+                saved=_load(r[7], self, f"attempt {r[0]} ({r[1]})", run_id),
                 wake_at=r[8],
-                report=_load(r[9], self, "report") if r[9] else None,
+                report=_load(r[9], self, f"report of attempt {r[0]}", run_id) if r[9] else None,
             )
             for r in rows
         ]
@@ -444,41 +486,64 @@ class _Writer:
                     batch, self._queue = self._queue, []
                     if not batch and self._closed:
                         return
+                # Claim each write before doing it. A caller may give up on a write (a step
+                # timeout, the lease renewal cancelled at the end of a run): a write not
+                # claimed yet is then dropped, and one claimed can no longer be cancelled,
+                # so setting its result cannot raise InvalidStateError and kill this thread
+                # (every later write would wait forever).
+                batch = [item for item in batch if item[1].set_running_or_notify_cancel()]
+                if not batch:
+                    continue
+                refused: dict[int, StoreError] = {}
                 try:
                     conn.execute("BEGIN IMMEDIATE")
-                    for ops, _ in batch:
-                        for sql, params in ops:
-                            conn.execute(sql, params)
+                    for index, (ops, _) in enumerate(batch):
+                        # A savepoint per submission: one run's refused write (a duplicate
+                        # run id) fails that run alone, not every run sharing the commit.
+                        conn.execute("SAVEPOINT one")
+                        try:
+                            for sql, params in ops:
+                                conn.execute(sql, params)
+                        except (sqlite3.IntegrityError, sqlite3.ProgrammingError) as exc:
+                            conn.execute("ROLLBACK TO one")
+                            refused[index] = self._error(exc)
+                        conn.execute("RELEASE one")
                     conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    if conn.in_transaction:
+                except Exception as exc:  # the store itself failed: nothing was written
+                    # Never let this thread die: every later write would wait forever.
+                    with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
-                    error = (
-                        self._store._corrupt(exc)
-                        if isinstance(exc, sqlite3.DatabaseError)
-                        and "malformed" in str(exc).lower()
-                        else StoreError(f"cannot write the run store {self._store.path}: {exc}")
-                    )
+                    error = self._error(exc)
                     for _, future in batch:
                         future.set_exception(error)
                 else:
-                    for _, future in batch:
-                        future.set_result(None)
+                    for index, (_, future) in enumerate(batch):
+                        if index in refused:
+                            future.set_exception(refused[index])
+                        else:
+                            future.set_result(None)
         finally:
             conn.close()
+
+    def _error(self, exc: Exception) -> StoreError:
+        if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc).lower():
+            return self._store._corrupt(exc)
+        return StoreError(f"cannot write the run store {self._store.path}: {exc}")
 
 
 def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _load(text: str, store: RunStore, what: str) -> Any:
+def _load(text: str, store: RunStore, what: str, run_id: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
         raise StoreError(
-            f"the run store {store.path} holds a damaged {what} (not JSON); it cannot be "
-            "resumed safely. Move the file aside to start a new store."
+            f"the run store {store.path} holds a damaged value ({what}) of run {run_id}: not JSON, "
+            "so that run cannot be shown or resumed safely; start it again as a new run. "
+            "Other runs in the store are not affected; to start a new store instead, move "
+            f"the file aside (e.g. `mv {store.path} {store.path}.damaged`)."
         ) from None
 
 
