@@ -28,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .errors import InvalidInput, RunCancelled, StoreError
 from .flow import Flow, FlowStep
 from .runner import RunState
-from .store import LEASE_SECONDS, RunRow, RunStore, lease_owner
+from .store import LEASE_SECONDS, Op, RunRow, RunStore, lease_owner
 
 if TYPE_CHECKING:
     from .runtime import RunResult, Runtime
@@ -63,6 +63,10 @@ class StoreJournal:
         }
         self._failpoint = failpoint
 
+    async def _write(self, ops: list[Op]) -> None:
+        # Fenced: once another process has taken this run over, nothing more is written.
+        await self.store.write(ops, fence=(self.run_id, self.owner))
+
     def _fail_at(self, point: str, step: FlowStep) -> None:
         if self._failpoint == f"{point}@{step.id}":
             os.kill(os.getpid(), signal.SIGKILL)
@@ -77,7 +81,7 @@ class StoreJournal:
         saved = self._carried.pop(step.id, {})
         wake_at = self._wake.pop(step.id, None)
         now = time.time()
-        await self.store.write(
+        await self._write(
             [
                 (
                     "INSERT INTO attempts (run_id, seq, step_id, step_type, attempt, status, "
@@ -98,7 +102,7 @@ class StoreJournal:
             await self._sleep_until(wake_at)
 
     async def step_checkpoint(self, state: RunState, step: FlowStep, data: dict[str, Any]) -> None:
-        await self.store.write(
+        await self._write(
             [
                 (
                     "UPDATE attempts SET saved = ? WHERE run_id = ? AND seq = ?",
@@ -110,7 +114,7 @@ class StoreJournal:
     async def step_finished(self, state: RunState, step: FlowStep, report: dict[str, Any]) -> None:
         self._fail_at("step-finished-before-commit", step)
         now = time.time()
-        await self.store.write(
+        await self._write(
             [
                 (
                     "UPDATE attempts SET status = ?, ended = ?, report = ?, wake_at = NULL "
@@ -140,7 +144,7 @@ class StoreJournal:
         self._fail_at("step-finished-after-commit", step)
 
     async def run_finished(self, state: RunState, report: dict[str, Any]) -> None:
-        await self.store.write(
+        await self._write(
             [
                 (
                     "UPDATE runs SET status = ?, error = ?, position = ?, updated = ?, "
@@ -161,7 +165,7 @@ class StoreJournal:
         if seconds >= CANCEL_POLL_SECONDS:
             # Short sleeps (retry back-off) are not worth a commit; long ones are what a
             # restart must not forget.
-            await self.store.write(
+            await self._write(
                 [
                     (
                         "UPDATE attempts SET wake_at = ? WHERE run_id = ? AND seq = ?",
@@ -188,7 +192,7 @@ async def leased(store: RunStore, run_id: str, owner: str) -> AsyncIterator[None
     async def renew() -> None:
         while True:
             await asyncio.sleep(LEASE_SECONDS / 3)
-            await store.write(store.renew_ops(run_id, owner))
+            await store.write(store.renew_ops(run_id, owner), fence=(run_id, owner))
 
     task = asyncio.create_task(renew())
     try:

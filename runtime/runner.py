@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import RunCancelled, StepError, StepTimeout
+from .errors import RunCancelled, StepError, StepTimeout, StoreError
 from .flow import END, INHERIT, Flow, FlowStep
 from .reports import Reporter, timestamp
 from .secrets import Redactor
@@ -275,6 +275,10 @@ class Runner:
         except StepError as exc:
             output = error = self.s.redactor.data({**exc.to_dict(), "step": step.id})
             status, next_id = self._error_exit(state, step, exc)
+        except StoreError:
+            # The run store failed or this process lost the run's lease: not the step's
+            # error, and no exit of the flow can handle it. The process stops.
+            raise
         except RunCancelled:
             # Not an error exit: the run stops here, and the step still reports once.
             output = error = state.error = _cancelled_error(state, step.id)

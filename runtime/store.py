@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS attempts (
 """
 
 Op = tuple[str, Sequence[Any]]
+Fence = tuple[str, str]  # (run id, lease owner) a write is only valid for
 
 
 def default_path(environ: dict[str, str] | os._Environ[str] | None = None) -> Path:
@@ -158,6 +159,12 @@ class AttemptRow:
     saved: dict[str, Any]
     wake_at: float | None
     report: dict[str, Any] | None
+
+
+class LeaseLost(StoreError):
+    """This process no longer holds the lease of the run it was driving."""
+
+    exit_code = 1
 
 
 class RunStore:
@@ -264,9 +271,14 @@ class RunStore:
 
     # -- writes ----------------------------------------------------------------------
 
-    async def write(self, ops: Iterable[Op]) -> None:
-        """Apply ``ops`` atomically and durably; returns once they are committed."""
-        future = self._writer.submit(list(ops))
+    async def write(self, ops: Iterable[Op], *, fence: Fence | None = None) -> None:
+        """Apply ``ops`` atomically and durably; returns once they are committed.
+
+        With ``fence=(run_id, owner)`` the write happens only while ``owner`` still holds
+        the run's lease, else it raises LeaseLost: a process that stalled past its lease
+        and lost the run to a resume cannot write over the new owner's progress.
+        """
+        future = self._writer.submit(list(ops), fence)
         await asyncio.wrap_future(future)
 
     def write_now(self, ops: Iterable[Op]) -> None:
@@ -455,18 +467,18 @@ class _Writer:
     def __init__(self, store: RunStore) -> None:
         self._store = store
         self._lock = threading.Condition()
-        self._queue: list[tuple[list[Op], Future[None]]] = []
+        self._queue: list[tuple[list[Op], Fence | None, Future[None]]] = []
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="steprun-store", daemon=True)
         self._thread.start()
 
-    def submit(self, ops: list[Op]) -> Future[None]:
+    def submit(self, ops: list[Op], fence: Fence | None = None) -> Future[None]:
         future: Future[None] = Future()
         with self._lock:
             if self._closed:
                 future.set_exception(StoreError("the run store is closed"))
                 return future
-            self._queue.append((ops, future))
+            self._queue.append((ops, fence, future))
             self._lock.notify()
         return future
 
@@ -491,19 +503,25 @@ class _Writer:
                 # claimed yet is then dropped, and one claimed can no longer be cancelled,
                 # so setting its result cannot raise InvalidStateError and kill this thread
                 # (every later write would wait forever).
-                batch = [item for item in batch if item[1].set_running_or_notify_cancel()]
+                batch = [item for item in batch if item[2].set_running_or_notify_cancel()]
                 if not batch:
                     continue
                 refused: dict[int, StoreError] = {}
                 try:
                     conn.execute("BEGIN IMMEDIATE")
-                    for index, (ops, _) in enumerate(batch):
+                    for index, (ops, fence, _) in enumerate(batch):
                         # A savepoint per submission: one run's refused write (a duplicate
-                        # run id) fails that run alone, not every run sharing the commit.
+                        # run id, a lost lease) fails that run alone, not every run
+                        # sharing the commit.
                         conn.execute("SAVEPOINT one")
                         try:
+                            if fence is not None:
+                                self._check_fence(conn, fence)
                             for sql, params in ops:
                                 conn.execute(sql, params)
+                        except LeaseLost as exc:
+                            conn.execute("ROLLBACK TO one")
+                            refused[index] = exc
                         except (sqlite3.IntegrityError, sqlite3.ProgrammingError) as exc:
                             conn.execute("ROLLBACK TO one")
                             refused[index] = self._error(exc)
@@ -514,16 +532,29 @@ class _Writer:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                     error = self._error(exc)
-                    for _, future in batch:
+                    for _, _, future in batch:
                         future.set_exception(error)
                 else:
-                    for index, (_, future) in enumerate(batch):
+                    for index, (_, _, future) in enumerate(batch):
                         if index in refused:
                             future.set_exception(refused[index])
                         else:
                             future.set_result(None)
         finally:
             conn.close()
+
+    def _check_fence(self, conn: sqlite3.Connection, fence: Fence) -> None:
+        run_id, owner = fence
+        row = conn.execute("SELECT lease_owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+        holder = row[0] if row else None
+        if holder != owner:
+            taken = f"another process ({holder}) took it over" if holder else "its lease ended"
+            raise LeaseLost(
+                f"run {run_id} is no longer this process's to drive: {taken} while this "
+                "one was not renewing its lease (stalled or suspended for more than "
+                f"{LEASE_SECONDS:g} s). This process stops; `steprun show {run_id}` shows "
+                "where the run is."
+            )
 
     def _error(self, exc: Exception) -> StoreError:
         if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc).lower():
@@ -551,6 +582,8 @@ __all__ = [
     "LEASE_SECONDS",
     "SCHEMA_VERSION",
     "AttemptRow",
+    "Fence",
+    "LeaseLost",
     "RunRow",
     "RunStore",
     "default_path",
