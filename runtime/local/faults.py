@@ -11,7 +11,9 @@ one, until cleared). Kinds:
     ``message``/``type``/``code``/``param`` override the defaults; ``should_retry``
     sets ``x-should-retry: true|false``.
 ``latency``
-    Wait ``seconds`` before processing the request.
+    Read the request, wait ``seconds``, then process it. A client that gives up during the
+    wait does not stop the work (as with a real server that already has the request): a
+    create still creates its job, which is the case a careful client must reconcile.
 ``drop``
     Process the request (a job really is created), then break the connection midway
     through the response body: the client never learns the outcome.
@@ -303,8 +305,11 @@ class FaultMiddleware:
             status, body, headers = fault.error_response(self.organization)
             await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
         elif fault.kind == "latency":
+            # The body is read before the wait: read after it, uvicorn would report the
+            # departed client as a disconnect and the request would never be processed.
+            buffered = await _read_body(receive)
             await asyncio.sleep(fault.seconds)
-            await self.app(scope, receive, send)
+            await self.app(scope, _replay_body(buffered), send)
         elif fault.kind == "cut_stream":
             await self._cut(fault.after_chunks, scope, receive, send)
         else:
@@ -328,6 +333,34 @@ class FaultMiddleware:
             if group.subgroup(InjectedDisconnect) is None:
                 raise
             raise InjectedDisconnect("stream cut by an injected fault") from None
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _replay_body(body: bytes) -> Receive:
+    """A receive that hands the app the body read earlier, then never reports more."""
+    sent = False
+    forever = asyncio.Event()
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await forever.wait()  # a streaming response's disconnect listener waits here
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
 async def _capture(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[Message, bytes]:
