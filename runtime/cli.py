@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ import click
 from .errors import FlowInvalid, InvalidInput, SteprunError
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 LEVEL_CHOICE = click.Choice(["debug", "info", "warn", "error"])
@@ -107,6 +108,34 @@ def _open_store(state_path: Path | None) -> Any:
     return RunStore(state_path or default_path())
 
 
+def _session(auth_file: Path | None) -> tuple[Any, dict[str, Any] | None]:
+    """The runtime of one command, and the authorizations file it was given (checked)."""
+    from .authorizations import read_authorizations_file
+    from .runtime import Runtime
+
+    runtime = Runtime()
+    extra = read_authorizations_file(auth_file, runtime.schemas) if auth_file else None
+    return runtime, extra
+
+
+def _drive(runtime: Any, state_path: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(store)`` in an event loop, closing the runtime's client and the store."""
+    import asyncio
+
+    store = _open_store(state_path)
+
+    async def main() -> T:
+        try:
+            return await work(store)
+        finally:
+            await runtime.aclose()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        store.close()
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Input rows from a JSON Lines file: one JSON object (of inputs) per line."""
     try:
@@ -187,16 +216,11 @@ def run(
     The run id is printed first (on stderr): if the process dies, `steprun resume RUN_ID`
     continues where it stopped. With --inputs-file, one run per line, printed as JSON Lines.
     """
-    import asyncio
-
     from . import durable
-    from .authorizations import read_authorizations_file
-    from .runtime import Runtime
 
     values = parse_inputs(inputs)
     rows = [{**row, **values} for row in read_rows(inputs_file)] if inputs_file else None
-    runtime = Runtime()
-    extra = read_authorizations_file(auth_file, runtime.schemas) if auth_file else None
+    runtime, extra = _session(auth_file)
     names = set(values) | (set().union(*(set(r) for r in rows)) if rows else set())
     loaded = runtime.load(flow, inputs=names, authorizations=extra)
     if rows is not None:
@@ -207,44 +231,39 @@ def run(
                     f"{inputs_file}: row {number} has no {', '.join(missing)}, which other rows "
                     "set and the flow has no default for; give every row the same inputs"
                 )
-    store = _open_store(state_path)
 
-    async def main() -> Any:
+    async def one(store: Any) -> Any:
+        return await durable.start(
+            runtime,
+            store,
+            loaded,
+            inputs=values,
+            authorizations_file=auth_file,
+            log_level=log_level,
+            report_file=report_file,
+            console=sys.stderr,
+        )
+
+    async def many(store: Any) -> Any:
+        assert rows is not None
+        sink = report_file.open("w", encoding="utf-8") if report_file else None
         try:
-            if rows is None:
-                return await durable.start(
-                    runtime,
-                    store,
-                    loaded,
-                    inputs=values,
-                    authorizations_file=auth_file,
-                    log_level=log_level,
-                    report_file=report_file,
-                    console=sys.stderr,
-                )
-            sink = report_file.open("w", encoding="utf-8") if report_file else None
-            try:
-                return await durable.start_many(
-                    runtime,
-                    store,
-                    loaded,
-                    rows,
-                    concurrency=concurrency,
-                    authorizations_file=auth_file,
-                    log_level=log_level,
-                    report_file=sink,
-                    console=sys.stderr,
-                )
-            finally:
-                if sink is not None:
-                    sink.close()
+            return await durable.start_many(
+                runtime,
+                store,
+                loaded,
+                rows,
+                concurrency=concurrency,
+                authorizations_file=auth_file,
+                log_level=log_level,
+                report_file=sink,
+                console=sys.stderr,
+            )
         finally:
-            await runtime.aclose()
+            if sink is not None:
+                sink.close()
 
-    try:
-        result = asyncio.run(main())
-    finally:
-        store.close()
+    result = _drive(runtime, state_path, one if rows is None else many)
     if isinstance(result, list):
         for item in result:
             click.echo(
@@ -385,34 +404,22 @@ def resume(
     state_path: Path | None,
 ) -> None:
     """Continue RUN_ID where it stopped: after a crash, a kill, or a failed step."""
-    import asyncio
-
     from . import durable
-    from .authorizations import read_authorizations_file
-    from .runtime import Runtime
 
-    runtime = Runtime()
-    extra = read_authorizations_file(auth_file, runtime.schemas) if auth_file else None
-    store = _open_store(state_path)
-
-    async def main() -> Any:
-        try:
-            return await durable.resume(
-                runtime,
-                store,
-                run_id,
-                authorizations=extra,
-                log_level=log_level,
-                report_file=report_file,
-                console=sys.stderr,
-            )
-        finally:
-            await runtime.aclose()
-
-    try:
-        result = asyncio.run(main())
-    finally:
-        store.close()
+    runtime, extra = _session(auth_file)
+    result = _drive(
+        runtime,
+        state_path,
+        lambda store: durable.resume(
+            runtime,
+            store,
+            run_id,
+            authorizations=extra,
+            log_level=log_level,
+            report_file=report_file,
+            console=sys.stderr,
+        ),
+    )
     _finish(result)
 
 
@@ -431,33 +438,21 @@ def resume(
 @handled
 def cancel(run_id: str, cancel_jobs: bool, auth_file: Path | None, state_path: Path | None) -> None:
     """Stop RUN_ID (a live process stops at its next step or wait); print the outcome as JSON."""
-    import asyncio
-
     from . import durable
-    from .authorizations import read_authorizations_file
-    from .runtime import Runtime
 
-    runtime = Runtime()
-    extra = read_authorizations_file(auth_file, runtime.schemas) if auth_file else None
-    store = _open_store(state_path)
-
-    async def main() -> Any:
-        try:
-            return await durable.cancel(
-                runtime,
-                store,
-                run_id,
-                cancel_jobs=cancel_jobs,
-                authorizations=extra,
-                console=sys.stderr,
-            )
-        finally:
-            await runtime.aclose()
-
-    try:
-        outcome = asyncio.run(main())
-    finally:
-        store.close()
+    runtime, extra = _session(auth_file)
+    outcome = _drive(
+        runtime,
+        state_path,
+        lambda store: durable.cancel(
+            runtime,
+            store,
+            run_id,
+            cancel_jobs=cancel_jobs,
+            authorizations=extra,
+            console=sys.stderr,
+        ),
+    )
     click.echo(json.dumps(outcome, indent=2))
     failed = [j for j in outcome["cancelled_jobs"] if j["outcome"] != "succeeded"]
     if failed:
@@ -488,12 +483,8 @@ def _when(seconds: float) -> str:
 @handled
 def validate(flows: tuple[Path, ...], inputs: tuple[str, ...], auth_file: Path | None) -> None:
     """Check FLOWS without running anything; report every problem with file:line."""
-    from .authorizations import read_authorizations_file
-    from .runtime import Runtime
-
     names = list(parse_inputs(inputs))
-    runtime = Runtime()
-    extra = read_authorizations_file(auth_file, runtime.schemas) if auth_file else None
+    runtime, extra = _session(auth_file)
     failed = False
     for flow in flows:
         try:

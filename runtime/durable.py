@@ -417,18 +417,7 @@ async def _cancel_jobs(
     authorizations: Mapping[str, Any] | None,
     console: IO[str] | None,
 ) -> list[dict[str, Any]]:
-    if authorizations is None and row.authorizations_file:
-        from .authorizations import read_authorizations_file
-
-        authorizations = read_authorizations_file(Path(row.authorizations_file), runtime.schemas)
-    from .yamlsource import load_text
-
-    flow = runtime._validator.validate(
-        load_text(row.flow_text, row.flow_file),
-        base_dir=Path(row.base_dir),
-        inputs=row.inputs,
-        authorizations=authorizations,
-    )
+    flow = _stored_flow(runtime, row, authorizations)
     fields = store.merge_fields(row.id)
     found: dict[str, str | None] = {}  # job id -> authorization name
     searches: dict[str, str | None] = {}  # step id -> authorization name, for lookups
@@ -500,23 +489,12 @@ def _restore(
 ) -> tuple[RunState, dict[str, dict[str, Any]], int]:
     import hashlib
 
-    from .yamlsource import load_text
-
     if hashlib.sha256(row.flow_text.encode("utf-8")).hexdigest() != row.flow_hash:
         raise StoreError(
             f"run {row.id}: the stored flow text does not match its hash; the store is "
             "damaged and the run cannot be resumed safely"
         )
-    if authorizations is None and row.authorizations_file:
-        from .authorizations import read_authorizations_file
-
-        authorizations = read_authorizations_file(Path(row.authorizations_file), runtime.schemas)
-    flow = runtime._validator.validate(
-        load_text(row.flow_text, row.flow_file),
-        base_dir=Path(row.base_dir),
-        inputs=row.inputs,
-        authorizations=authorizations,
-    )
+    flow = _stored_flow(runtime, row, authorizations)
     attempts = store.attempts(row.id)
     merge_fields = store.merge_fields(row.id)
     counts: dict[str, int] = {}
@@ -559,6 +537,22 @@ def _restore(
     )
     next_seq = (attempts[-1].seq + 1) if attempts else 1
     return state, carried, next_seq
+
+
+def _stored_flow(runtime: Runtime, row: RunRow, authorizations: Mapping[str, Any] | None) -> Flow:
+    """The run's flow as it was when it started, with the authorizations given now, else
+    those of the file it started with."""
+    if authorizations is None and row.authorizations_file:
+        from .authorizations import read_authorizations_file
+
+        authorizations = read_authorizations_file(Path(row.authorizations_file), runtime.schemas)
+    return runtime.load_text(
+        row.flow_text,
+        file=row.flow_file,
+        base_dir=Path(row.base_dir),
+        inputs=row.inputs,
+        authorizations=authorizations,
+    )
 
 
 def _dump(value: Any) -> str:

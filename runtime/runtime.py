@@ -152,6 +152,24 @@ class Runtime:
             document, base_dir=base_dir, inputs=inputs, authorizations=authorizations
         )
 
+    def load_text(
+        self,
+        text: str,
+        *,
+        file: str,
+        base_dir: Path,
+        inputs: Iterable[str] = (),
+        authorizations: Mapping[str, Any] | None = None,
+    ) -> Flow:
+        """A flow from its text, named ``file``, its paths relative to ``base_dir``.
+
+        For flows known by their text rather than their file: the run store keeps the flow
+        as it was when the run started, whatever the file says now.
+        """
+        return self._validator.validate(
+            load_text(text, file), base_dir=base_dir, inputs=inputs, authorizations=authorizations
+        )
+
     def validate(self, source: FlowSource, *, inputs: Iterable[str] = ()) -> list[Problem]:
         """Every problem of a flow (empty when it is valid)."""
         try:
