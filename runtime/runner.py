@@ -29,7 +29,7 @@ from .templates import TemplateProblem, is_template
 
 if TYPE_CHECKING:
     import httpx
-    from jsonschema import Draft202012Validator
+    from jsonschema import ValidationError
 
     from .authorizations import Authorization
 
@@ -136,7 +136,8 @@ class Services:
     """What the runner borrows from its runtime."""
 
     types: Mapping[str, StepType]
-    schema_validator: Callable[[StepType], Draft202012Validator]
+    # The first schema problem of a rendered config, or None when it is valid.
+    config_problem: Callable[[StepType, dict[str, Any]], ValidationError | None]
     render: Callable[[Any, Mapping[str, Any]], Any]
     http: httpx.AsyncClient
     authorizations: Mapping[str, Authorization]
@@ -333,15 +334,14 @@ class Runner:
             raise StepError(
                 f"config of step {step.id!r}: {exc.message}", type="template_error", code=exc.code
             ) from None
-        validator = self.s.schema_validator(step_type)
-        problems = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-        if problems:
+        problem = self.s.config_problem(step_type, config)
+        if problem is not None:
             from .schemas import describe
 
-            where = ".".join(str(p) for p in problems[0].absolute_path) or "config"
+            where = ".".join(str(p) for p in problem.absolute_path) or "config"
             raise StepError(
                 f"config of step {step.id!r} after rendering templates: {where}: "
-                f"{describe(problems[0])}",
+                f"{describe(problem)}",
                 type="invalid_config",
                 param=where,
             )

@@ -12,6 +12,7 @@ two runtimes in one process share no state.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets as _random
 import time
@@ -35,9 +36,11 @@ from .yamlsource import MAX_BYTES, Source, from_data, load_text, too_large
 
 if TYPE_CHECKING:
     import httpx
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, ValidationError
 
 FlowSource = str | os.PathLike[str] | Mapping[str, Any]
+# How many valid rendered configs a runtime remembers before it starts over.
+MAX_REMEMBERED_CONFIGS = 4096
 
 
 @dataclass
@@ -91,6 +94,9 @@ class Runtime:
         self._http: httpx.AsyncClient | None = None
         self._local: Any = None  # the embedded backend, created on first use
         self._local_options: dict[str, Any] = {}
+        # Rendered configs known to be valid (see _config_problem); validators live as long
+        # as the runtime, so their ids are stable keys.
+        self._valid_configs: set[tuple[int, str]] = set()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -232,7 +238,7 @@ class Runtime:
         runner = Runner(
             Services(
                 types=self.step_types,
-                schema_validator=self._schema_validator,
+                config_problem=self._config_problem,
                 render=self.templates.render_value,
                 http=self.http,
                 authorizations=resolved,
@@ -327,6 +333,37 @@ class Runtime:
     def _schema_validator(self, step_type: StepType) -> Draft202012Validator:
         return self.schemas.validator(self._catalog.schema(step_type))
 
+    def _config_problem(
+        self, step_type: StepType, config: dict[str, Any]
+    ) -> ValidationError | None:
+        """The first problem (by path) of a step's rendered config, or None if it is valid.
+
+        Valid configs are remembered by their JSON text: checking one with jsonschema was the
+        largest cost of a step of the engine's own (bench/concurrent_runs.py), and a flow run
+        over many rows renders the same config, run after run, for every step whose
+        templates do not read the row.
+        """
+        validator = self._schema_validator(step_type)
+        try:
+            key: tuple[int, str] | None = (
+                id(validator),
+                json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False),
+            )
+        except (TypeError, ValueError):  # not plain JSON: check it every time
+            key = None
+        if key is not None and key in self._valid_configs:
+            return None
+        problems: list[ValidationError] = sorted(
+            validator.iter_errors(config), key=lambda e: list(e.absolute_path)
+        )
+        if problems:
+            return problems[0]
+        if key is not None:
+            if len(self._valid_configs) >= MAX_REMEMBERED_CONFIGS:
+                self._valid_configs.clear()
+            self._valid_configs.add(key)
+        return None
+
     def step_schema(self, step_type: str) -> Mapping[str, Any]:
         found = self.step_types.get(step_type)
         if found is None:
@@ -404,4 +441,11 @@ def read_source(source: FlowSource) -> tuple[Source, Path]:
     return load_text(text, str(path)), path.parent.resolve()
 
 
-__all__ = ["FlowSource", "RunResult", "Runtime", "new_run_id", "read_source"]
+__all__ = [
+    "MAX_REMEMBERED_CONFIGS",
+    "FlowSource",
+    "RunResult",
+    "Runtime",
+    "new_run_id",
+    "read_source",
+]

@@ -8,6 +8,7 @@ refuse what PyYAML accepts silently: duplicate keys (the last would win) and ali
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,12 +53,25 @@ _Loader.add_implicit_resolver(
 
 @dataclass
 class Source:
-    """A loaded flow document: its data, where it came from, and the line of each path."""
+    """A loaded flow document: its data, where it came from, and the line of each path.
+
+    ``text`` is the document as written; a flow given as data has none, and gets a YAML
+    rendering of its data the first time something asks (the run store keeps it).
+    """
 
     data: Any
     file: str
-    text: str
+    written: str | None
     lines: dict[Path, int] = field(default_factory=dict)
+
+    @functools.cached_property
+    def text(self) -> str:
+        if self.written is not None:
+            return self.written
+        # Made on demand, not in from_data: dumping YAML costs more than validating a
+        # one-step flow, and Runtime.run_step builds one for every step it runs (the text
+        # is only read by durable runs, which run_step never is).
+        return str(yaml.safe_dump(dict(self.data), sort_keys=False))
 
     def line(self, path: Path) -> int | None:
         """The line of ``path``, or of its nearest ancestor that has one."""
@@ -123,12 +137,12 @@ def load_text(text: str, file: str) -> Source:
     data = builder.build(node, ())
     if builder.problems:
         raise FlowInvalid(builder.problems)
-    return Source(data=data, file=file, text=text, lines=builder.lines)
+    return Source(data=data, file=file, written=text, lines=builder.lines)
 
 
 def from_data(data: Mapping[str, Any], file: str = "<dict>") -> Source:
     """A Source for a flow given as a dict (the embedding API): no lines to point at."""
-    return Source(data=data, file=file, text=yaml.safe_dump(dict(data), sort_keys=False))
+    return Source(data=data, file=file, written=None)
 
 
 class _Builder:

@@ -214,7 +214,6 @@ class OpenAIClient:
         self._log = context.log
         self._step = context.step_id
         self.base_url = auth.base_url.rstrip("/")
-        self._origin = str(httpx.URL(self.base_url).copy_with(path="/", query=None)).rstrip("/")
         self.max_retries = max(0, auth.max_retries)
         # The step's own limit (its `timeout`, or what is left of the run's) caps the
         # authorization's read timeout: a read can never usefully outlast its step.
@@ -246,6 +245,15 @@ class OpenAIClient:
             self._add_secret(auth.project)
             self._headers["OpenAI-Project"] = auth.project
         self._auth_name = auth.name
+
+    @property
+    def _origin(self) -> str:
+        """Scheme, host and port of the base URL, for error messages.
+
+        Computed when an error needs it, not per client: parsing the URL was most of the
+        cost of building a client, and a client is built for every step execution.
+        """
+        return str(httpx.URL(self.base_url).copy_with(path="/", query=None)).rstrip("/")
 
     # -- public ---------------------------------------------------------------------------
 

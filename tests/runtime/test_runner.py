@@ -492,3 +492,33 @@ def test_every_step_reports_exactly_once_even_in_loops_and_errors(
     assert [r["attempt"] for r in steps if r["step"] == "bump"] == [1, 2, 3]
     assert sum(1 for r in result.reports if r["kind"] == "run") == 1
     assert result.reports[-1]["steps_executed"] == len(steps)
+
+
+def test_a_rendered_config_is_checked_in_every_run_though_valid_ones_are_remembered(
+    runtime: Runtime, write_flow: Callable[..., Path]
+) -> None:
+    # core.condition's `when` must be a boolean: true passes, and neither 1 nor "true"
+    # may pass on the strength of a remembered valid config that looks alike.
+    path = write_flow(
+        """
+        flow: remembered
+        inputs: {flag: true}
+        steps:
+          - id: choose
+            type: core.condition
+            config: {cases: [{when: "{{ inputs.flag }}", next: end}]}
+        """
+    )
+    loaded = runtime.load(path)
+    outcomes = []
+    for flag in (True, True, 1, "true", True):
+        result = run_flow(runtime, loaded, inputs={"flag": flag})
+        error = result.error or {}
+        outcomes.append((result.status, error.get("type")))
+    assert outcomes == [
+        ("succeeded", None),
+        ("succeeded", None),
+        ("failed", "invalid_config"),
+        ("failed", "invalid_config"),
+        ("succeeded", None),
+    ]
