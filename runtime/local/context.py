@@ -6,6 +6,7 @@ module level, so two backends in one process share nothing.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +18,8 @@ from . import catalog, jobs, params
 from .errors import invalid, invalid_json, model_not_found
 from .faults import Faults
 from .model import BASE_EXAMPLES, RetrievalModel
-from .state import ModelRecord, Store
-from .training import Example
+from .state import JobRecord, ModelRecord, Store
+from .training import Example, TrainingData, parse
 
 Clock = Callable[[], float]
 
@@ -50,6 +51,18 @@ class Context:
     faults: Faults
     rate: RateWindow = field(default_factory=RateWindow)
     _models: dict[str, RetrievalModel] = field(default_factory=dict)
+    # For settle(): the unfinished jobs, each with the earliest instant it can end (a pause
+    # only delays that), and how many of the store's jobs have been looked at (jobs are only
+    # ever added, never removed).
+    _open: dict[str, tuple[float, JobRecord]] = field(default_factory=dict, repr=False)
+    _indexed: int = field(default=0, repr=False)
+    # Fine-tuned models trained on the same examples answer alike: one retrieval model
+    # serves them all (it is immutable), instead of one built per model on its first request.
+    _by_examples: dict[tuple[Example, ...], RetrievalModel] = field(
+        default_factory=dict, repr=False
+    )
+    # Uploaded files never change: each is parsed once, not at every job created on it.
+    _parsed: dict[str, TrainingData] = field(default_factory=dict, repr=False)
 
     @property
     def organization_name(self) -> str:
@@ -60,11 +73,27 @@ class Context:
         return self.clock()
 
     def settle(self) -> None:
-        """Bring every unfinished job up to now (see ``jobs.settle``)."""
+        """Bring every unfinished job up to now (see ``jobs.settle``).
+
+        It runs before every request, so it looks only at unfinished jobs whose end may have
+        come: going through every job ever created, each time, made a server with a thousand
+        jobs slow at everything.
+        """
         now = self.now()
-        for job in list(self.store.jobs.values()):
-            if job.status is None:
+        known = self.store.jobs
+        if len(known) < self._indexed:  # not expected (jobs are never removed): start over
+            self._open.clear()
+            self._indexed = 0
+        if len(known) > self._indexed:
+            for job in itertools.islice(known.values(), self._indexed, None):
+                if job.status is None:
+                    self._open[job.id] = (job.created_at + jobs.end_work(job), job)
+            self._indexed = len(known)
+        for job_id, (earliest, job) in list(self._open.items()):
+            if job.status is None and now >= earliest:
                 jobs.settle(self.store, job, now)
+            if job.status is not None:
+                del self._open[job_id]
 
     # -- models --
 
@@ -90,8 +119,12 @@ class Context:
         if record is not None:
             key = record.id
             if key not in self._models:
-                examples = [Example(*example) for example in record.examples]
-                self._models[key] = RetrievalModel(examples or list(BASE_EXAMPLES))
+                examples = tuple(Example(*example) for example in record.examples)
+                shared = self._by_examples.get(examples)
+                if shared is None:
+                    shared = RetrievalModel(examples or BASE_EXAMPLES)
+                    self._by_examples[examples] = shared
+                self._models[key] = shared
             return record.kind, self._models[key]
         base = catalog.resolve(model_id)
         if base is None:
@@ -102,6 +135,16 @@ class Context:
 
     def forget_model(self, model_id: str) -> None:
         self._models.pop(model_id, None)
+
+    def forget_file(self, file_id: str) -> None:
+        self._parsed.pop(file_id, None)
+
+    def training_data(self, file_id: str) -> TrainingData:
+        """The parsed content of an uploaded file (parsed on first use, then kept)."""
+        data = self._parsed.get(file_id)
+        if data is None:
+            data = self._parsed[file_id] = parse(self.store.content(file_id))
+        return data
 
 
 # --- request helpers -------------------------------------------------------------------------

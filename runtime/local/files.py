@@ -99,6 +99,7 @@ def routes(ctx: Context) -> list[Route]:
     async def delete(request: Request) -> Response:
         record = _record(request)
         ctx.store.delete_file(record.id)
+        ctx.forget_file(record.id)
         return JSONResponse({"id": record.id, "object": "file", "deleted": True})
 
     async def content(request: Request) -> Response:

@@ -16,7 +16,7 @@ from .context import Context, json_body, page, query_int
 from .errors import invalid, job_not_found
 from .params import ARRAY, METADATA, OBJECT, STRING, Param, check, check_value
 from .state import JobRecord
-from .training import TrainingData, parse
+from .training import TrainingData
 
 CREATE_PATH = "/v1/fine_tuning/jobs"
 MIN_EXAMPLES = 10
@@ -125,7 +125,7 @@ def checked_data(
             f"File '{file_id}' has purpose '{record.purpose}', but must have purpose '{purpose}'",
             param=param,
         )
-    data = parse(ctx.store.content(file_id))
+    data = ctx.training_data(file_id)
     if data.bad_line is not None:
         raise invalid(
             f"Invalid file format for Fine-Tuning API. Must be .jsonl: line {data.bad_line} "

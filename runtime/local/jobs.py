@@ -239,10 +239,22 @@ def _legacy_plan(job: JobRecord) -> list[Moment]:
     return moments
 
 
+_PLAN = "_planned_moments"
+
+
 def plan(job: JobRecord) -> list[Moment]:
-    """Every moment of the job as planned, in order (a cancel or failure cuts it short)."""
-    moments = _current_plan(job) if job.api == "fine_tuning" else _legacy_plan(job)
-    return sorted(moments, key=lambda m: m.work)
+    """Every moment of the job as planned, in order (a cancel or failure cuts it short).
+
+    Made once per job and kept on the record, outside its dataclass fields (so never saved
+    or compared): everything a plan depends on is fixed when the job is created, and
+    building it (a metrics event per training step) was most of the cost of every retrieve
+    and events request. Callers must not modify the list.
+    """
+    cached: list[Moment] | None = job.__dict__.get(_PLAN)
+    if cached is None:
+        moments = _current_plan(job) if job.api == "fine_tuning" else _legacy_plan(job)
+        cached = job.__dict__[_PLAN] = sorted(moments, key=lambda m: m.work)
+    return cached
 
 
 def _ending_moments(job: JobRecord) -> list[Moment]:

@@ -218,6 +218,20 @@ def test_job_moves_through_its_states_on_the_clock(
     assert job_at(api, clock, job["id"], JOB_SECONDS * 0.01)["status"] == "succeeded"
 
 
+def test_jobs_created_at_different_times_each_finish_on_their_own_clock(
+    api: httpx.Client, create_job: CreateJob, clock: FakeClock
+) -> None:
+    first = create_job()
+    clock.advance(JOB_SECONDS * 0.6)
+    second = create_job()  # created while the first runs, so it ends later
+    assert job_at(api, clock, first["id"], JOB_SECONDS * 0.5)["status"] == "succeeded"
+    assert api.get(f"/v1/fine_tuning/jobs/{second['id']}").json()["status"] == "running"
+    third = create_job()  # created after the first finished
+    assert job_at(api, clock, second["id"], JOB_SECONDS * 0.5)["status"] == "succeeded"
+    assert api.get(f"/v1/fine_tuning/jobs/{third['id']}").json()["status"] == "running"
+    assert job_at(api, clock, third["id"], JOB_SECONDS * 0.5)["status"] == "succeeded"
+
+
 def test_running_job_shows_resolved_hyperparameters(
     api: httpx.Client, create_job: CreateJob, clock: FakeClock
 ) -> None:
