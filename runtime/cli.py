@@ -102,6 +102,26 @@ STATE_OPTION = click.option(
 )
 
 
+def authorizations_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--authorizations",
+        "auth_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=help,
+    )
+
+
+def report_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), help=help
+    )
+
+
+LOG_LEVEL_OPTION = click.option(
+    "--log-level", type=LEVEL_CHOICE, help="Override the log level of the flow and every step."
+)
+
+
 def _open_store(state_path: Path | None) -> Any:
     from .store import RunStore, default_path
 
@@ -184,21 +204,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     type=click.IntRange(1, 10000),
     help="With --inputs-file: how many runs at once.",
 )
-@click.option(
-    "--authorizations",
-    "auth_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A YAML file of named authorizations (keeps secrets out of the flow).",
-)
-@click.option(
-    "--report",
-    "report_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write one JSON object per step, and one per run, to this file.",
-)
-@click.option(
-    "--log-level", type=LEVEL_CHOICE, help="Override the log level of the flow and every step."
-)
+@authorizations_option("A YAML file of named authorizations (keeps secrets out of the flow).")
+@report_option("Write one JSON object per step, and one per run, to this file.")
+@LOG_LEVEL_OPTION
 @STATE_OPTION
 @handled
 def run(
@@ -379,21 +387,11 @@ def show(run_id: str, as_json: bool, state_path: Path | None) -> None:
 
 @cli.command()
 @click.argument("run_id")
-@click.option(
-    "--authorizations",
-    "auth_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A YAML file of named authorizations (default: the one the run started with).",
+@authorizations_option(
+    "A YAML file of named authorizations (default: the one the run started with)."
 )
-@click.option(
-    "--report",
-    "report_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the reports of the resumed steps to this file.",
-)
-@click.option(
-    "--log-level", type=LEVEL_CHOICE, help="Override the log level of the flow and every step."
-)
+@report_option("Write the reports of the resumed steps to this file.")
+@LOG_LEVEL_OPTION
 @STATE_OPTION
 @handled
 def resume(
@@ -428,11 +426,8 @@ def resume(
 @click.option(
     "--cancel-jobs", is_flag=True, help="Also cancel the fine-tuning jobs the run created."
 )
-@click.option(
-    "--authorizations",
-    "auth_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A YAML file of named authorizations (default: the one the run started with).",
+@authorizations_option(
+    "A YAML file of named authorizations (default: the one the run started with)."
 )
 @STATE_OPTION
 @handled
@@ -474,12 +469,7 @@ def _when(seconds: float) -> str:
     metavar="NAME=VALUE",
     help="An input that will be supplied at run time (repeatable).",
 )
-@click.option(
-    "--authorizations",
-    "auth_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A YAML file of named authorizations.",
-)
+@authorizations_option("A YAML file of named authorizations.")
 @handled
 def validate(flows: tuple[Path, ...], inputs: tuple[str, ...], auth_file: Path | None) -> None:
     """Check FLOWS without running anything; report every problem with file:line."""
