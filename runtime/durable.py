@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 FAILPOINT_ENV = "STEPRUN_FAILPOINT"
 CANCEL_POLL_SECONDS = 1.0
 CANCEL_CHECK_SECONDS = 0.5
+# A wait shorter than this is not worth a commit: a restart that forgets it polls at most
+# this much early. Longer ones (a long poll interval, a Retry-After) are kept.
+PERSIST_WAKE_SECONDS = 3.0
 
 
 class StoreJournal:
@@ -172,9 +175,9 @@ class StoreJournal:
 
     async def sleep(self, state: RunState, step: FlowStep, seconds: float) -> None:
         wake_at = time.time() + seconds
-        if seconds >= CANCEL_POLL_SECONDS:
-            # Short sleeps (retry back-off) are not worth a commit; long ones are what a
-            # restart must not forget.
+        if seconds >= PERSIST_WAKE_SECONDS:
+            # Short sleeps (retry back-off, a fast poll) are not worth a commit; long ones
+            # are what a restart must not forget.
             await self._write(
                 [
                     (

@@ -31,7 +31,7 @@ steps:
     config: {{training_file: "{{{{ upload.id }}}}", model: gpt-4o-mini-2024-07-18}}
   - id: wait
     type: openai.wait_for_fine_tuning_job
-    config: {{job_id: "{{{{ job.id }}}}", poll_interval: 1.5, max_poll_interval: 1.5}}
+    config: {{job_id: "{{{{ job.id }}}}", poll_interval: 3.5, max_poll_interval: 3.5}}
 """
 
 
