@@ -26,9 +26,6 @@ LOCAL_BASE_URL = LOCAL_ORIGIN + "/v1"
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_MAX_RETRIES = 2
 
-# Settings whose values may hold secrets: they are resolved and redacted.
-SECRET_SETTINGS = ("api_key", "organization", "project")
-
 
 class Authorization(BaseModel):
     """A resolved authorization, handed to steps in ``context.authorization``."""

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     import httpx
     from jsonschema import Draft202012Validator, ValidationError
 
+    from .local import LocalBackend
+
 FlowSource = str | os.PathLike[str] | Mapping[str, Any]
 # How many valid rendered configs a runtime remembers before it starts over.
 MAX_REMEMBERED_CONFIGS = 4096
@@ -92,7 +94,7 @@ class Runtime:
         self._validator = Validator(self._catalog, self.templates)
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
-        self._local: Any = None  # the embedded backend, created on first use
+        self._local: LocalBackend | None = None  # the embedded backend, created on first use
         self._local_options: dict[str, Any] = {}
         # Rendered configs known to be valid (see _config_problem); validators live as long
         # as the runtime, so their ids are stable keys.
@@ -128,15 +130,12 @@ class Runtime:
 
     async def _local_app(self, scope: Any, receive: Any, send: Any) -> None:
         """ASGI entry of the embedded backend, built lazily: most runs never need it."""
-        if self._local is None:
-            from .local import LocalBackend
-
-            self._local = LocalBackend(**self._local_options)
-        await self._local.app(scope, receive, send)
+        await self.local_backend.app(scope, receive, send)
 
     @property
-    def local_backend(self) -> Any:
-        """The embedded backend of this runtime (created on first use)."""
+    def local_backend(self) -> LocalBackend:
+        """The embedded backend of this runtime (created on first use); platforms and tests
+        use it to arm faults in-process."""
         if self._local is None:
             from .local import LocalBackend
 

@@ -345,7 +345,6 @@ class References:
 
     roots: set[str] = field(default_factory=set)
     inputs: set[str] = field(default_factory=set)
-    reads_all_inputs: bool = False
 
 
 class _Undefined(StrictUndefined):
@@ -545,11 +544,7 @@ def _references(env: _Sandbox, tree: nodes.Template) -> References:
     for name in tree.find_all(nodes.Name):
         if name.ctx == "load" and name.name not in assigned:
             refs.roots.add(name.name)
-    for getter in _input_reads(tree):
-        if getter is None:
-            refs.reads_all_inputs = True
-        else:
-            refs.inputs.add(getter)
+    refs.inputs.update(_input_reads(tree))
     refs.roots -= set(env.globals)
     return refs
 
@@ -588,23 +583,17 @@ def _single_expression(tree: nodes.Template) -> nodes.Expr | None:
     return None
 
 
-def _input_reads(tree: nodes.Template) -> Iterator[str | None]:
-    """Input names read as ``inputs.x`` / ``inputs['x']``; None for any other use of inputs."""
-    seen: set[int] = set()
+def _input_reads(tree: nodes.Template) -> Iterator[str]:
+    """Input names read as ``inputs.x`` / ``inputs['x']``; a computed name cannot be known
+    before the run, and is checked (StrictUndefined) when the template renders."""
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         assert isinstance(node, nodes.Getattr | nodes.Getitem)
         target = node.node
         if isinstance(target, nodes.Name) and target.name == "inputs":
-            seen.add(id(target))
             if isinstance(node, nodes.Getattr):
                 yield node.attr
             elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
                 yield node.arg.value
-            else:
-                yield None
-    for name in tree.find_all(nodes.Name):
-        if name.name == "inputs" and name.ctx == "load" and id(name) not in seen:
-            yield None
 
 
 def _to_json(value: Any, source: str) -> Any:
