@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidInput
 from .backend import DEFAULT_JOB_SECONDS, LocalBackend
 from .faults import InjectedDisconnect
 
@@ -70,7 +72,23 @@ def serve(
             print(READY.format(url=url), file=sys.stderr, flush=True)
 
     quiet_injected_disconnects()
-    Server(config).run()
+    Server(config).run(sockets=[_bind(host, port)])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so that a busy port is one clear sentence (uvicorn
+    would log its own error and exit 3)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port, "
+            "or --port 0 for a free one"
+        ) from None
+    return sock
 
 
 __all__ = ["READY", "quiet_injected_disconnects", "serve"]
