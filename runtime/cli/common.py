@@ -1,0 +1,176 @@
+"""What every ``steprun`` command shares: the group, error-to-exit-code mapping, options.
+
+The CLI is the only place that turns errors into exit codes.
+
+Exit codes: 0 the run succeeded (handled errors included), 1 the run failed, 2 the flow or
+the command line is invalid. Human progress goes to stderr; ``run`` prints the run's merge
+fields as JSON on stdout. No Python traceback reaches a user (set STEPRUN_DEBUG=1 to see
+one for an internal error).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ..errors import FlowInvalid, InvalidInput, SteprunError
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+LEVEL_CHOICE = click.Choice(["debug", "info", "warn", "error"])
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"steprun: {message}", err=True)
+    sys.exit(code)
+
+
+def handled(fn: F) -> F:
+    """Map steprun's errors (and anything unexpected) to a message and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FlowInvalid as exc:
+            fail(str(exc), EXIT_INVALID)  # "N problems found:" and one line each, with file:line
+        except InvalidInput as exc:
+            fail(f"error: {exc}", EXIT_INVALID)
+        except SteprunError as exc:
+            fail(f"error: {exc}", getattr(exc, "exit_code", EXIT_FAILED))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except BrokenPipeError:
+            # The reader went away (`steprun runs | head`): nothing left to say to it.
+            sys.stderr.close()
+            os._exit(EXIT_OK)
+        except (click.ClickException, click.exceptions.Exit):
+            raise  # click prints usage errors itself and exits 2
+        except Exception as exc:
+            if os.environ.get("STEPRUN_DEBUG"):
+                traceback.print_exc()
+            fail(
+                f"internal error: {exc.__class__.__name__}: {exc}. This is a bug in steprun "
+                "or a plugin; set STEPRUN_DEBUG=1 to see where, and please report it.",
+                EXIT_FAILED,
+            )
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs; VALUE is read as JSON when it is JSON (3, true, [1]), else text."""
+    found: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise click.UsageError(
+                f"--input expects NAME=VALUE, found {pair!r}; for example "
+                "--input training_file=data/support.jsonl"
+            )
+        try:
+            found[name.strip()] = json.loads(value)
+        except ValueError:
+            found[name.strip()] = value
+    return found
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="steprun", prog_name="steprun")
+def cli() -> None:
+    """Run workflow-automation Steps from YAML flow files.
+
+    Start with `steprun run examples/hello.yaml`, or the whole OpenAI fine-tuning
+    lifecycle offline: `steprun run examples/fine_tune.yaml`.
+    """
+
+
+STATE_OPTION = click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="STEPRUN_STATE",
+    help="The run store (SQLite). Default: ~/.local/state/steprun/runs.db, or $STEPRUN_STATE.",
+)
+
+
+def authorizations_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--authorizations",
+        "auth_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=help,
+    )
+
+
+def report_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), help=help
+    )
+
+
+LOG_LEVEL_OPTION = click.option(
+    "--log-level", type=LEVEL_CHOICE, help="Override the log level of the flow and every step."
+)
+
+
+def open_store(state_path: Path | None) -> Any:
+    from ..store import RunStore, default_path
+
+    return RunStore(state_path or default_path())
+
+
+def session(auth_file: Path | None) -> tuple[Any, dict[str, Any] | None]:
+    """The runtime of one command, and the authorizations file it was given (checked)."""
+    from ..authorizations import read_authorizations_file
+    from ..runtime import Runtime
+
+    runtime = Runtime()
+    extra = read_authorizations_file(auth_file, runtime.schemas) if auth_file else None
+    return runtime, extra
+
+
+def drive(runtime: Any, state_path: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(store)`` in an event loop, closing the runtime's client and the store."""
+    import asyncio
+
+    store = open_store(state_path)
+
+    async def main() -> T:
+        try:
+            return await work(store)
+        finally:
+            await runtime.aclose()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        store.close()
+
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "LOG_LEVEL_OPTION",
+    "STATE_OPTION",
+    "authorizations_option",
+    "cli",
+    "drive",
+    "fail",
+    "handled",
+    "open_store",
+    "parse_inputs",
+    "report_option",
+    "session",
+]

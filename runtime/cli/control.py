@@ -1,0 +1,95 @@
+"""`steprun resume` and `steprun cancel`: act on a run that already exists."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .common import (
+    EXIT_FAILED,
+    LOG_LEVEL_OPTION,
+    STATE_OPTION,
+    authorizations_option,
+    cli,
+    drive,
+    fail,
+    handled,
+    report_option,
+    session,
+)
+from .run import finish
+
+
+@cli.command()
+@click.argument("run_id")
+@authorizations_option(
+    "A YAML file of named authorizations (default: the one the run started with)."
+)
+@report_option("Write the reports of the resumed steps to this file.")
+@LOG_LEVEL_OPTION
+@STATE_OPTION
+@handled
+def resume(
+    run_id: str,
+    auth_file: Path | None,
+    report_file: Path | None,
+    log_level: str | None,
+    state_path: Path | None,
+) -> None:
+    """Continue RUN_ID where it stopped: after a crash, a kill, or a failed step."""
+    from .. import durable
+
+    runtime, extra = session(auth_file)
+    result = drive(
+        runtime,
+        state_path,
+        lambda store: durable.resume(
+            runtime,
+            store,
+            run_id,
+            authorizations=extra,
+            log_level=log_level,
+            report_file=report_file,
+            console=sys.stderr,
+        ),
+    )
+    finish(result)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option(
+    "--cancel-jobs", is_flag=True, help="Also cancel the fine-tuning jobs the run created."
+)
+@authorizations_option(
+    "A YAML file of named authorizations (default: the one the run started with)."
+)
+@STATE_OPTION
+@handled
+def cancel(run_id: str, cancel_jobs: bool, auth_file: Path | None, state_path: Path | None) -> None:
+    """Stop RUN_ID (a live process stops at its next step or wait); print the outcome as JSON."""
+    from .. import durable
+
+    runtime, extra = session(auth_file)
+    outcome = drive(
+        runtime,
+        state_path,
+        lambda store: durable.cancel(
+            runtime,
+            store,
+            run_id,
+            cancel_jobs=cancel_jobs,
+            authorizations=extra,
+            console=sys.stderr,
+        ),
+    )
+    click.echo(json.dumps(outcome, indent=2))
+    failed = [j for j in outcome["cancelled_jobs"] if j["outcome"] != "succeeded"]
+    if failed:
+        fail(f"{len(failed)} job(s) could not be cancelled; see above", EXIT_FAILED)
+
+
+__all__ = ["cancel", "resume"]

@@ -1,0 +1,213 @@
+"""`steprun run` and `steprun validate`: check a flow, then run it (once or per input row)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import FlowInvalid, InvalidInput
+from .common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    LOG_LEVEL_OPTION,
+    STATE_OPTION,
+    authorizations_option,
+    cli,
+    drive,
+    fail,
+    handled,
+    parse_inputs,
+    report_option,
+    session,
+)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Input rows from a JSON Lines file: one JSON object (of inputs) per line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(
+                f"{path}:{number}: not valid JSON ({exc.msg}); each line holds one JSON "
+                'object of inputs, e.g. {"training_file": "data/a.jsonl"}'
+            ) from None
+        if not isinstance(row, dict):
+            raise InvalidInput(
+                f"{path}:{number}: expected a JSON object of inputs, found {type(row).__name__}"
+            )
+        rows.append(row)
+    if not rows:
+        raise InvalidInput(f"{path}: holds no rows; write one JSON object of inputs per line")
+    return rows
+
+
+@cli.command()
+@click.argument("flow", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set an input (repeatable); VALUE is JSON or text.",
+)
+@click.option(
+    "--inputs-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON Lines of inputs: one run per line.",
+)
+@click.option(
+    "--concurrency",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 10000),
+    help="With --inputs-file: how many runs at once.",
+)
+@authorizations_option("A YAML file of named authorizations (keeps secrets out of the flow).")
+@report_option("Write one JSON object per step, and one per run, to this file.")
+@LOG_LEVEL_OPTION
+@STATE_OPTION
+@handled
+def run(
+    flow: Path,
+    inputs: tuple[str, ...],
+    inputs_file: Path | None,
+    concurrency: int,
+    auth_file: Path | None,
+    report_file: Path | None,
+    log_level: str | None,
+    state_path: Path | None,
+) -> None:
+    """Validate FLOW, then run it durably; print its merge fields as JSON on stdout.
+
+    The run id is printed first (on stderr): if the process dies, `steprun resume RUN_ID`
+    continues where it stopped. With --inputs-file, one run per line, printed as JSON Lines.
+    """
+    from .. import durable
+
+    values = parse_inputs(inputs)
+    rows = [{**row, **values} for row in read_rows(inputs_file)] if inputs_file else None
+    runtime, extra = session(auth_file)
+    names = set(values) | (set().union(*(set(r) for r in rows)) if rows else set())
+    loaded = runtime.load(flow, inputs=names, authorizations=extra)
+    if rows is not None:
+        for number, row in enumerate(rows, start=1):
+            missing = sorted(set(names) - set(row) - set(loaded.inputs))
+            if missing:
+                raise InvalidInput(
+                    f"{inputs_file}: row {number} has no {', '.join(missing)}, which other rows "
+                    "set and the flow has no default for; give every row the same inputs"
+                )
+
+    async def one(store: Any) -> Any:
+        return await durable.start(
+            runtime,
+            store,
+            loaded,
+            inputs=values,
+            authorizations_file=auth_file,
+            log_level=log_level,
+            report_file=report_file,
+            console=sys.stderr,
+        )
+
+    async def many(store: Any) -> Any:
+        assert rows is not None
+        sink = report_file.open("w", encoding="utf-8") if report_file else None
+        try:
+            return await durable.start_many(
+                runtime,
+                store,
+                loaded,
+                rows,
+                concurrency=concurrency,
+                authorizations_file=auth_file,
+                log_level=log_level,
+                report_file=sink,
+                console=sys.stderr,
+            )
+        finally:
+            if sink is not None:
+                sink.close()
+
+    result = drive(runtime, state_path, one if rows is None else many)
+    if isinstance(result, list):
+        for item in result:
+            click.echo(
+                json.dumps(
+                    {
+                        "run_id": item.run_id,
+                        "status": item.status,
+                        "merge_fields": item.merge_fields,
+                        "error": item.error,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        failed = sum(1 for r in result if r.status != "succeeded")
+        click.echo(f"steprun: {len(result) - failed} of {len(result)} runs succeeded", err=True)
+        if failed:
+            sys.exit(EXIT_FAILED)
+        return
+    finish(result)
+
+
+def finish(result: Any) -> None:
+    click.echo(json.dumps(result.merge_fields, indent=2, ensure_ascii=False))
+    if result.status != "succeeded":
+        error = result.error or {}
+        where = f" at step {error['step']!r}" if error.get("step") else ""
+        hint = ""
+        if result.status == "failed":
+            hint = f"; fix the cause and `steprun resume {result.run_id}` to retry from there"
+        fail(
+            f"run {result.run_id} {result.status}{where}: "
+            f"{error.get('message', 'unknown error')}{hint}",
+            EXIT_FAILED,
+        )
+    click.echo(f"steprun: run {result.run_id} {result.status}", err=True)
+
+
+@cli.command()
+@click.argument("flows", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An input that will be supplied at run time (repeatable).",
+)
+@authorizations_option("A YAML file of named authorizations.")
+@handled
+def validate(flows: tuple[Path, ...], inputs: tuple[str, ...], auth_file: Path | None) -> None:
+    """Check FLOWS without running anything; report every problem with file:line."""
+    names = list(parse_inputs(inputs))
+    runtime, extra = session(auth_file)
+    failed = False
+    for flow in flows:
+        try:
+            loaded = runtime.load(flow, inputs=names, authorizations=extra)
+        except FlowInvalid as exc:
+            failed = True
+            click.echo(f"{flow}: {exc}", err=True)
+        except InvalidInput as exc:
+            failed = True
+            click.echo(f"{exc}", err=True)
+        else:
+            click.echo(f"{flow}: ok ({len(loaded.steps)} steps)", err=True)
+    if failed:
+        sys.exit(EXIT_INVALID)
+
+
+__all__ = ["finish", "read_rows", "run", "validate"]
