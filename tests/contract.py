@@ -138,7 +138,23 @@ def _repair_current(document: dict[str, Any]) -> dict[str, Any]:
     # declares for the same envelope.
     for key in ("first_id", "last_id"):
         schemas["ListFilesResponse"]["properties"][key] = {"type": ["string", "null"]}
+    _allow_unscored_first_token(schemas["CreateCompletionResponse"])
     return repaired
+
+
+def _allow_unscored_first_token(response: dict[str, Any], *, openapi30: bool = False) -> None:
+    """With ``echo`` and ``logprobs`` the API answers ``null`` for the first prompt token's
+    ``token_logprobs`` and ``top_logprobs`` (nothing precedes it to predict it; the
+    openai-python ``Logprobs`` type is loose enough to carry it); both documents type
+    those items as numbers and objects only."""
+    logprobs = response["properties"]["choices"]["items"]["properties"]["logprobs"]
+    shape = next((o for o in logprobs.get("anyOf", []) if o.get("type") == "object"), logprobs)
+    for key in ("token_logprobs", "top_logprobs"):
+        items = shape["properties"][key]["items"]
+        if openapi30:
+            items["nullable"] = True
+        else:
+            shape["properties"][key]["items"] = {"anyOf": [{"type": "null"}, items]}
 
 
 def _repair_legacy(document: dict[str, Any]) -> dict[str, Any]:
@@ -148,6 +164,7 @@ def _repair_legacy(document: dict[str, Any]) -> dict[str, Any]:
     choice = schemas["CreateCompletionResponse"]["properties"]["choices"]["items"]
     top = choice["properties"]["logprobs"]["properties"]["top_logprobs"]
     top["items"]["additionalProperties"] = {"type": "number"}
+    _allow_unscored_first_token(schemas["CreateCompletionResponse"], openapi30=True)
     return document
 
 

@@ -263,6 +263,10 @@ def test_echo_with_logprobs_scores_the_prompt_too(api: httpx.Client, completion_
     assert logprobs["tokens"][: len(prompt_tokens)] == prompt_tokens
     assert logprobs["text_offset"][0] == 0
     assert len(logprobs["tokens"]) == len(prompt_tokens) + 2
+    # Nothing predicts the first prompt token: OpenAI answers null for it (issue 10).
+    assert logprobs["token_logprobs"][0] is None
+    assert logprobs["top_logprobs"][0] is None
+    assert all(isinstance(lp, float) for lp in logprobs["token_logprobs"][1:])
 
 
 def test_chat_logprobs_have_openais_shape(api: httpx.Client, chat_model: str) -> None:
