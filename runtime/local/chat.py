@@ -67,9 +67,16 @@ CHAT_PARAMS = {
     "stream_options": STREAM_OPTIONS,
     "temperature": TEMPERATURE,
     "top_p": TOP_P,
-    "service_tier": Param(("string",), enum=("auto", "default", "flex", "scale", "priority")),
+    "service_tier": Param(
+        ("string",), enum=("auto", "default", "flex", "scale", "priority", "fast")
+    ),
     **dict.fromkeys(_CHAT_PASSIVE, ANY),
 }
+
+
+# The tier that served a request: "auto" (or nothing) is served by "default", and the
+# spec says a "fast" request is reported as "priority".
+_SERVED_TIER = {None: "default", "auto": "default", "fast": "priority"}
 
 
 @dataclass(slots=True)
@@ -204,8 +211,7 @@ def chat_completion(ctx: Context, body: dict[str, Any]) -> Response:
         "id": ids.new_id("chatcmpl-"),
         "created": int(ctx.now()),
         "model": model_id,
-        # The tier that served the request: "auto" (or nothing) is served by "default".
-        "service_tier": tier if tier not in (None, "auto") else "default",
+        "service_tier": _SERVED_TIER.get(tier, tier),
         "system_fingerprint": fingerprint(model_id),
     }
     if body.get("stream"):

@@ -4,7 +4,11 @@
 endpoint, including the ones the 2023 API had (``best_of``, ``logprobs``, ``echo``,
 ``logit_bias``, ``suffix``); ``mode: chat`` sends ``POST /chat/completions`` with
 ``messages``. A ``prompt`` in chat mode becomes a final user message, so a flow can
-template one string for either kind of fine-tune.
+template one string for either kind of fine-tune. Chat mode has the current spec's settings
+that make sense for a fine-tuned model (tools, structured outputs, ``reasoning_effort``,
+``store``/``metadata``, ``service_tier``, ``prediction``, ...). What OpenAI refuses is
+refused first: by the schema (a flow fails validation) or, for rules between settings,
+here before anything is sent.
 
 With ``stream: true`` the chunks are assembled into the object the non-streamed request
 returns (choices by index, text and message content concatenated, tool calls merged,
@@ -14,6 +18,7 @@ it streamed, and a stream that does not complete is an error, never a partial re
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -61,9 +66,53 @@ CHAT_PARAMS = (
     "response_format",
     "tools",
     "tool_choice",
+    "parallel_tool_calls",
+    "reasoning_effort",
+    "verbosity",
+    "store",
+    "metadata",
+    "service_tier",
+    "prediction",
+    "modalities",
+    "prompt_cache_key",
+    "safety_identifier",
     "user",
 )
 _ANSWER_PREVIEW = 200
+
+
+def _invalid(message: str, code: str, param: str) -> StepError:
+    return StepError(message, type="invalid_config", code=code, param=param)
+
+
+def _check_chat(body: dict[str, Any]) -> None:
+    """What OpenAI refuses that a schema cannot say (it compares settings with each other)."""
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_object" and not any(
+        "json" in json.dumps(m.get("content"), ensure_ascii=False).casefold()
+        for m in body["messages"]
+    ):
+        raise _invalid(
+            "response_format json_object needs a message that mentions JSON (OpenAI answers "
+            "400 otherwise): say in the system or user message that the answer is JSON",
+            "json_not_mentioned",
+            "messages",
+        )
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        names = [
+            (tool.get("function") or {}).get("name")
+            for tool in body.get("tools") or []
+            if tool.get("type") == "function"
+        ]
+        if name not in names:
+            raise _invalid(
+                f"tool_choice names the function {name!r}, which is not one of the tools "
+                f"({', '.join(map(str, names)) or 'none'}): add it to tools or name another",
+                "unknown_tool_choice",
+                "tool_choice",
+            )
 
 
 def build_request(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -87,6 +136,7 @@ def build_request(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                 param="messages",
             )
         body["messages"] = messages
+        _check_chat(body)
     best_of, n = body.get("best_of"), body.get("n", 1)
     if best_of is not None and best_of < n:
         raise StepError(
@@ -95,6 +145,13 @@ def build_request(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             type="invalid_config",
             code="invalid_best_of",
             param="best_of",
+        )
+    if body.get("stream") and best_of is not None and best_of > max(1, n):
+        raise _invalid(
+            f"best_of ({best_of}) above n ({n}) cannot be streamed (the server keeps the "
+            "completions it does not return): set best_of equal to n, or stream false",
+            "invalid_best_of",
+            "best_of",
         )
     if body.get("stream") and config.get("include_usage", True):
         # Without it a streamed answer has no usage, and would differ from the

@@ -127,7 +127,7 @@ CHAT_CONFIGS: list[dict[str, Any]] = [
         "model": "m",
         "mode": "chat",
         "messages": [
-            {"role": "user", "content": "Look it up."},
+            {"role": "user", "content": "Look it up; answer in JSON."},
             {
                 "role": "assistant",
                 "content": None,
