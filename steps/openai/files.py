@@ -3,29 +3,26 @@
 A fine-tuning file is checked first (:func:`check_training_data`) unless ``check: false``:
 uploading a file the fine-tuning job will reject only wastes the upload and the wait.
 
-The upload has an effect, so it is never re-sent blindly. Before sending, the step
-records when it started (``context.checkpoint``). When the outcome is unknown (the
-connection dropped after the file went out, a 5xx answer) and when a run resumes an
-interrupted attempt, it lists the files and adopts its own earlier upload (same file name,
-size and purpose, created since that start) instead of uploading a second copy.
+The upload has an effect, so it is sent once per execution. The file goes up under the
+user's name with the execution's tag in it (``train.steprun-<tag>.jsonl``), recorded
+(``context.checkpoint``) before sending. When the outcome is unknown (the connection
+dropped after the file went out, a timeout, a 5xx answer) and when a run resumes an
+interrupted attempt, the step looks for a file of that very name, size and purpose over a
+settle window (:mod:`.reconcile`) and adopts it; a file of another run never matches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from pathlib import Path
 from typing import Any
 
 from steprun.runtime.errors import StepError
 from steprun.runtime.step import StepContext, StepType
-from steprun.steps.openai.client import (
-    ApiResponse,
-    OpenAIClient,
-    OutcomeUnknown,
-    path_segment,
-    retry_delay,
-)
+from steprun.steps.openai.client import ApiResponse, OpenAIClient, path_segment
+from steprun.steps.openai.reconcile import Settler
 from steprun.steps.openai.training_data import (
     DEFAULT_MIN_EXAMPLES,
     check_training_data,
@@ -34,9 +31,12 @@ from steprun.steps.openai.training_data import (
 
 # Every purpose CreateFileRequest lists in the current spec.
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
-# The server stamps created_at with its own clock; ours may be a little ahead. A match
-# also needs the same name, size and purpose, so the margin cannot adopt a stranger's file.
+# The server stamps created_at with its own clock; ours may be a little ahead. The listing
+# is paged back to the attempt's start less this margin.
 CLOCK_SKEW = 60
+# Uploaded names carry the execution's tag after this prefix (see tagged_filename).
+TAG_PREFIX = "steprun-"
+TAG_KEY = "upload_tag"
 # Files the API no longer serves (the legacy `status` values), never adopted.
 _DEAD_STATUSES = ("error", "deleting", "deleted")
 _PAGE_LIMIT = 100
@@ -71,8 +71,8 @@ async def find_upload(
     purpose: str,
     since: int,
 ) -> list[dict[str, Any]]:
-    """This step's earlier uploads: files with the same name, size and purpose created at
-    or after ``since`` (minus the clock margin), oldest first."""
+    """This execution's uploads: files with its tagged name, size and purpose, oldest
+    first; the listing (newest first) is paged back to ``since`` less the clock margin."""
     found: list[dict[str, Any]] = []
     threshold = since - CLOCK_SKEW
     after: str | None = None
@@ -88,8 +88,6 @@ async def find_upload(
                 and item.get("filename") == filename
                 and item.get("bytes") == size
                 and item.get("purpose") == purpose
-                and isinstance(item.get("created_at"), int)
-                and item["created_at"] >= threshold
                 and item.get("status") not in _DEAD_STATUSES
             ):
                 found.append(item)
@@ -102,19 +100,36 @@ async def find_upload(
         after = data[-1].get("id") if isinstance(data[-1], dict) else None
         if not after:
             break
-    return sorted(found, key=lambda item: (item["created_at"], str(item.get("id"))))
+    return sorted(found, key=lambda item: (_created(item), str(item.get("id"))))
+
+
+def _created(item: dict[str, Any]) -> int:
+    created = item.get("created_at")
+    return created if isinstance(created, int) else 0
+
+
+def tagged_filename(filename: str, tag: str) -> str:
+    """The name a file is uploaded under: the user's name, then this execution's tag, then
+    the extension (the fine-tuning API wants ``.jsonl``): ``train.steprun-<tag>.jsonl``.
+
+    The files API has no metadata and no content hash, so the tag in the name is what
+    proves an upload is this execution's own and not another run's same-sized file.
+    """
+    stem, dot, extension = filename.rpartition(".")
+    if not dot or not stem:
+        return f"{filename}.{TAG_PREFIX}{tag}"
+    return f"{stem}.{TAG_PREFIX}{tag}.{extension}"
 
 
 async def _adopt(
     client: OpenAIClient,
     context: StepContext,
     found: list[dict[str, Any]],
-    why: str,
 ) -> ApiResponse:
     first = found[0]
     context.log.info(
         f"adopting {first.get('id')} ({first.get('filename')}, {human_size(first['bytes'])}): "
-        f"{why}; not uploading it again"
+        "this execution uploaded it although no answer said so; not uploading it again"
     )
     if len(found) > 1:
         extra = ", ".join(str(item.get("id")) for item in found[1:])
@@ -189,59 +204,60 @@ async def _run(config: dict[str, Any], context: StepContext) -> Any:
         )
 
     client = OpenAIClient(context)
+    tag = context.saved.get(TAG_KEY) if context.resumed else None
+    resuming = isinstance(tag, str)
+    if not resuming:
+        tag = secrets.token_hex(8)
+    sent_name = tagged_filename(filename, str(tag))
+    saved_start = context.saved.get("started_at")
+    # A resumed attempt keeps the earliest start: the listing is paged back to it.
+    started_at = saved_start if resuming and isinstance(saved_start, int) else int(time.time())
+    settler = Settler(
+        context,
+        client.read_timeout,
+        f"a {purpose} file named {sent_name} ({size} bytes)",
+        {"filename": sent_name, "bytes": size, "purpose": purpose},
+    )
 
-    async def earlier_uploads(since: int) -> list[dict[str, Any]]:
-        return await find_upload(client, filename=filename, size=size, purpose=purpose, since=since)
+    async def find() -> ApiResponse | None:
+        found = await find_upload(
+            client, filename=sent_name, size=size, purpose=purpose, since=started_at
+        )
+        return await _adopt(client, context, found) if found else None
 
-    if context.resumed and isinstance(context.saved.get("started_at"), int):
-        since = context.saved["started_at"]
-        found = await earlier_uploads(since)
-        if found:
-            adopted = await _adopt(client, context, found, "uploaded by the interrupted attempt")
+    if resuming:
+        adopted = await settler.find_interrupted(find)
+        if adopted is not None:
             return adopted.result(result_format)
-        started_at = since  # keep the earliest start: a late upload of it still matches
-    else:
-        started_at = int(time.time())
-    await context.checkpoint(started_at=started_at, filename=filename, bytes=size, purpose=purpose)
 
+    context.log.info(f"uploading {filename} as {sent_name} ({human_size(size)}) for {purpose}")
     fields = form_fields(config)
-    resends = 0
-    while True:
-        context.log.info(f"uploading {filename} ({human_size(size)}) for {purpose}")
-        sent = time.monotonic()
-        try:
-            # A file object, not bytes: httpx streams it in 64 KB chunks.
-            with path.open("rb") as handle:
-                response = await client.request(
-                    "POST",
-                    "/files",
-                    files={"file": (filename, handle)},
-                    data=fields,
-                    retry_unsafe=False,
-                )
-        except OutcomeUnknown as exc:
-            found = await earlier_uploads(started_at)
-            if found:
-                adopted = await _adopt(
-                    client, context, found, "the upload arrived although its answer was lost"
-                )
-                return adopted.result(result_format)
-            if resends >= client.max_retries:
-                raise
-            delay = retry_delay(resends)
-            resends += 1
-            context.log.warn(
-                f"{exc.message}; the file is not on the server, uploading again in "
-                f"{delay:.1f}s ({resends} of {client.max_retries})"
+    sent = time.monotonic()
+
+    async def send() -> ApiResponse:
+        # A file object, not bytes: httpx streams it in 64 KB chunks.
+        with path.open("rb") as handle:
+            response = await client.request(
+                "POST",
+                "/files",
+                files={"file": (sent_name, handle)},
+                data=fields,
+                retry_unsafe=False,
             )
-            await context.sleep(delay)
-            continue
-        uploaded = response.object()
         context.log.info(
-            f"uploaded {filename} as {uploaded.get('id')} ({human_size(size)}) "
+            f"uploaded {filename} as {response.object().get('id')} ({human_size(size)}) "
             f"in {time.monotonic() - sent:.1f}s"
         )
-        return response.result(result_format)
+        return response
+
+    response = await settler.send_once(
+        send,
+        find,
+        **{TAG_KEY: tag, "started_at": started_at, "filename": sent_name},
+        bytes=size,
+        purpose=purpose,
+    )
+    return response.result(result_format)
 
 
 UPLOAD_FILE = StepType(
@@ -258,4 +274,12 @@ UPLOAD_FILE = StepType(
 
 STEP_TYPES: list[StepType] = [UPLOAD_FILE]
 
-__all__ = ["CLOCK_SKEW", "PURPOSES", "STEP_TYPES", "UPLOAD_FILE", "find_upload", "form_fields"]
+__all__ = [
+    "CLOCK_SKEW",
+    "PURPOSES",
+    "STEP_TYPES",
+    "UPLOAD_FILE",
+    "find_upload",
+    "form_fields",
+    "tagged_filename",
+]

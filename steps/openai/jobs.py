@@ -1,9 +1,10 @@
 """Fine-tuning job steps: create, retrieve, list, cancel, pause, resume.
 
-Creating a job costs money and is not idempotent, so the create step never re-sends its
-request blindly: every job it creates is tagged with metadata naming the run, the step and
-this execution, and after any failure that leaves the outcome unknown (or when a crashed
-earlier attempt is resumed) it looks for that job before sending the request again.
+Creating a job costs money and is not idempotent, so the create step sends its request
+once per execution: every job it creates is tagged with metadata naming the run, the step
+and this execution, and after any failure that leaves the outcome unknown (or when a
+crashed earlier attempt is resumed) it looks for that job over a settle window
+(:mod:`.reconcile`) instead of sending the request again.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from steprun.runtime.errors import StepError
 from steprun.runtime.step import StepContext, StepType
 
-from .client import ApiResponse, OpenAIClient, OutcomeUnknown, retry_delay
+from .client import ApiResponse, OpenAIClient
 from .finetuning import (
     TERMINAL,
     Api,
@@ -29,6 +30,7 @@ from .finetuning import (
     list_items,
     result_format,
 )
+from .reconcile import Settler, describe
 
 # Metadata keys the create step adds; users may not set keys with this prefix.
 RUN_KEY = "steprun_run_id"
@@ -180,97 +182,61 @@ async def _find_legacy(
 # -- create ------------------------------------------------------------------------------
 
 
-async def _create_once(
-    client: OpenAIClient,
-    context: StepContext,
-    send: Callable[[], Awaitable[ApiResponse]],
-    find: Callable[[], Awaitable[ApiResponse | None]],
-    where: str,
-) -> ApiResponse:
-    """Send the create request; after an unknown outcome, look before sending again."""
-    resends = 0
-    while True:
-        try:
-            return await send()
-        except OutcomeUnknown as exc:
-            failure: StepError = exc
-        context.log.warn(f"{failure.message}; looking for the job before sending again")
-        try:
-            found = await find()
-        except StepError as exc:
-            lookup_error: StepError | None = exc
-            found = None
-        else:
-            lookup_error = None
-        if found is not None:
-            return found
-        if lookup_error is not None:
-            raise StepError(
-                f"{failure.message}; then looking for the job failed too "
-                f"({lookup_error.message}). A job may exist: look for {where} before "
-                "running this step again",
-                type=failure.type,
-                code="outcome_unknown",
-                status=failure.status,
-                request_id=failure.request_id,
-                step=context.step_id,
-            )
-        if resends >= client.max_retries:
-            raise StepError(
-                f"{failure.message}; no job was created (checked {where}), and the "
-                f"request was already sent {resends + 1} time(s)",
-                type=failure.type,
-                code=failure.code,
-                status=failure.status,
-                request_id=failure.request_id,
-                step=context.step_id,
-            )
-        delay = retry_delay(resends)
-        resends += 1
-        context.log.warn(
-            f"no job was created (checked {where}); sending the request again in "
-            f"{delay:.1f}s ({resends} of {client.max_retries})"
-        )
-        await context.sleep(delay)
-
-
 async def create_fine_tuning_job(config: dict[str, Any], context: StepContext) -> Any:
     client = OpenAIClient(context)
     api: Api = "legacy" if config.get("api") == "legacy" else "current"
     if api == "current":
         execution = context.saved.get(EXECUTION_KEY) if context.resumed else None
-        if isinstance(execution, str):
-            found = await _find_current(client, context, job_tags(context, execution))
+        fresh = not isinstance(execution, str)
+        if fresh:
+            execution = uuid.uuid4().hex
+        tags = job_tags(context, str(execution))
+        settler = Settler(
+            context,
+            client.read_timeout,
+            f"a fine-tuning job with metadata {describe(tags)}",
+            {"metadata": tags},
+        )
+
+        def find() -> Awaitable[ApiResponse | None]:
+            return _find_current(client, context, tags)
+
+        if not fresh:
+            found = await settler.find_interrupted(find)
             if found is not None:
                 return found.result(result_format(config))
-        else:
-            execution = uuid.uuid4().hex
-        tags = job_tags(context, execution)
         body = current_body(config, tags)
-        # Recorded before the request, so that a crash after it leaves the tag to look for.
-        await context.checkpoint(**{EXECUTION_KEY: execution})
-        response = await _create_once(
-            client,
-            context,
+        # The tag is recorded before the request: a crash after it leaves it to look for.
+        response = await settler.send_once(
             lambda: client.request("POST", "/fine_tuning/jobs", json=body, retry_unsafe=False),
-            lambda: _find_current(client, context, tags),
-            "jobs with metadata " + ", ".join(f"{k}={v}" for k, v in tags.items()),
+            find,
+            **{EXECUTION_KEY: execution},
         )
     else:
-        started = context.saved.get("legacy_started_at") if context.resumed else None
-        if isinstance(started, int | float):
-            found = await _find_legacy(client, context, config, started)
+        saved = context.saved.get("legacy_started_at") if context.resumed else None
+        resuming = isinstance(saved, int | float)
+        # A resumed attempt keeps the earliest start: a late job of the first still matches.
+        started = float(saved) if isinstance(saved, int | float) else time.time()
+        settler = Settler(
+            context,
+            client.read_timeout,
+            f"a legacy job on {config['training_file']} created since {started:.0f} "
+            "(epoch seconds) with this step's settings",
+            {"legacy_job": {"training_file": config["training_file"], "created_since": started}},
+        )
+
+        def find_legacy() -> Awaitable[ApiResponse | None]:
+            return _find_legacy(client, context, config, started)
+
+        if resuming:
+            found = await settler.find_interrupted(find_legacy)
             if found is not None:
                 return found.result(result_format(config))
-        started = time.time()
-        await context.checkpoint(legacy_started_at=started)
         body = legacy_body(config)
-        response = await _create_once(
-            client,
-            context,
+        response = await settler.send_once(
             lambda: client.request("POST", "/fine-tunes", json=body, retry_unsafe=False),
-            lambda: _find_legacy(client, context, config, started),
-            f"legacy jobs on {config['training_file']} created since the attempt began",
+            find_legacy,
+            legacy_started_at=started,
         )
     job = response.object()
     context.log.info(f"created fine-tuning job {job_summary(job)}")

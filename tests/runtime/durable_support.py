@@ -119,8 +119,12 @@ class LocalServer:
         return job
 
     def uploads(self, filename: str) -> list[dict[str, Any]]:
+        """Files uploaded from ``filename``: the step uploads ``a.jsonl`` as
+        ``a.steprun-<tag>.jsonl``."""
+        stem, _, extension = filename.rpartition(".")
+        tagged = re.compile(rf"{re.escape(stem)}\.steprun-[0-9a-f]+\.{re.escape(extension)}")
         files = self.request("GET", "/v1/files", params={"limit": 10000})["data"]
-        return [f for f in files if f.get("filename") == filename]
+        return [f for f in files if tagged.fullmatch(str(f.get("filename")))]
 
     def arm(self, **fault: Any) -> None:
         self.request("POST", "/_steprun/faults", json=fault)

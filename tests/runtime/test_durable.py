@@ -202,6 +202,28 @@ def test_a_run_killed_while_the_server_delays_its_create_resumes_with_one_job(
     assert server.create_requests() == before + 1
 
 
+def test_a_run_resumed_while_the_server_still_holds_its_create_waits_and_makes_one_job(
+    quiet_server: LocalServer, tmp_path: Path
+) -> None:
+    # Issue #8: killed after the create went out, resumed at once, while the server is
+    # still working on that request. The resume must not find "no job" and send another:
+    # it keeps looking for the tagged job while the interrupted request may be in flight.
+    server = quiet_server
+    ws = Workspace(tmp_path / "resumed-early", server)
+    server.arm(path=CREATE_PATH, method="POST", kind="latency", seconds=3.0, times=1)
+    before = server.create_requests()
+
+    def sent(child: Child) -> bool:
+        return server.create_requests() > before
+
+    result = crash_and_resume(ws, "resumed-early", kill_when=sent)
+
+    assert result.position == "job" and result.resumed
+    # One create request in all: the resume adopted the late job (one job in all is
+    # checked by crash_and_resume).
+    assert server.create_requests() == before + 1
+
+
 def test_a_run_killed_at_20_random_instants_always_resumes_with_exactly_one_job(
     server: LocalServer, tmp_path: Path
 ) -> None:
@@ -253,7 +275,7 @@ def test_a_create_whose_connection_drops_after_the_job_was_made_adopts_it(
     assert len(jobs) == 1, jobs
     fields = done.json()
     assert fields["job"]["id"] == fields["wait"]["id"] == jobs[0]["id"]
-    assert "looking for the job before sending again" in done.stderr
+    assert "the request is not sent again" in done.stderr
     assert "found the job an earlier attempt created" in done.stderr
     assert server.create_requests() == before + 1  # never sent twice
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -98,7 +99,8 @@ async def test_uploads_a_checked_training_file_and_returns_the_file_object(
         {"file": "data/support.jsonl", "purpose": "fine-tune"}, harness.context
     )
     validate_response("current", "POST", "/files", 200, output)
-    assert output["filename"] == "support.jsonl"
+    # The user's name first, then this execution's tag, then the extension.
+    assert re.fullmatch(r"support\.steprun-[0-9a-f]{16}\.jsonl", output["filename"])
     assert output["bytes"] == source.stat().st_size
     assert output["purpose"] == "fine-tune"
     content = await local_http.get(f"{LOCAL_BASE_URL}/files/{output['id']}/content")
@@ -106,11 +108,13 @@ async def test_uploads_a_checked_training_file_and_returns_the_file_object(
     info = harness.lines("info")
     assert any("36 chat examples checked" in line for line in info)
     assert any(
-        line.startswith("uploading support.jsonl (") and "for fine-tune" in line for line in info
+        line.startswith(f"uploading support.jsonl as {output['filename']} (")
+        and "for fine-tune" in line
+        for line in info
     )
     assert info[-1].startswith(f"uploaded support.jsonl as {output['id']}")
-    # It recorded its start before sending, for a resumed run to find this upload.
-    assert harness.checkpoints[-1]["filename"] == "support.jsonl"
+    # It recorded the tagged name before sending, for a resumed run to find this upload.
+    assert harness.checkpoints[-1]["filename"] == output["filename"]
     assert harness.checkpoints[-1]["bytes"] == source.stat().st_size
 
 
@@ -147,7 +151,7 @@ async def test_a_fine_tune_file_not_named_jsonl_is_refused_before_the_upload(
     output = await UPLOAD_FILE.run(
         {"file": "train.txt", "purpose": "fine-tune", "filename": "train.jsonl"}, local().context
     )
-    assert output["filename"] == "train.jsonl"
+    assert output["filename"].startswith("train.steprun-")
 
 
 async def test_check_false_uploads_what_the_check_would_refuse(
@@ -181,7 +185,7 @@ async def test_other_purposes_are_not_checked_and_expiry_is_sent(
         },
         local().context,
     )
-    assert output["filename"] == "requests.jsonl"
+    assert output["filename"].startswith("requests.steprun-")
     assert output["expires_at"] == output["created_at"] + 7200
 
 
@@ -245,11 +249,11 @@ def test_every_purpose_of_the_current_spec_is_offered() -> None:
 async def test_a_resumed_upload_adopts_the_file_its_interrupted_attempt_uploaded(
     local: Any, local_http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    path = chat_file(tmp_path / "train.jsonl")
-    started = int(time.time())
-    first = await UPLOAD_FILE.run({"file": "train.jsonl", "purpose": "fine-tune"}, local().context)
+    chat_file(tmp_path / "train.jsonl")
+    crashed = local()
+    first = await UPLOAD_FILE.run({"file": "train.jsonl", "purpose": "fine-tune"}, crashed.context)
     # The run died before recording the result; resumed, the step finds that upload.
-    harness = local(resumed=True, saved={"started_at": started, "bytes": path.stat().st_size})
+    harness = local(resumed=True, saved=crashed.checkpoints[-1])
     output = await UPLOAD_FILE.run(
         {"file": "train.jsonl", "purpose": "fine-tune", "result_format": "raw"}, harness.context
     )
@@ -300,25 +304,66 @@ async def test_an_upload_whose_answer_is_lost_is_adopted_not_repeated(
             ).json()["data"]
     assert [f["id"] for f in files] == [output["id"]]
     assert any(
-        "the upload arrived although its answer was lost" in line for line in harness.lines("info")
+        "this execution uploaded it although no answer said so" in line
+        for line in harness.lines("info")
     )
     assert harness.sleeps == []  # adopted at once, nothing re-sent
     assert CANARY_KEY not in harness.log_text()
 
 
-async def test_an_upload_refused_with_a_5xx_is_sent_again_once_it_is_not_found(
+async def test_an_upload_refused_with_a_5xx_is_never_sent_again_and_names_its_file(
     local: Any, backend: LocalBackend, local_http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    # A 503 that did not store anything: the lookup finds no file, so the step re-sends.
+    # A 503 that stored nothing: no file shows within the settle window (its sleeps are
+    # recorded, not slept), and the step says what to look for instead of re-sending.
     backend.add_fault(
         {"kind": "status", "status": 503, "method": "POST", "path": "/v1/files", "times": 1}
     )
     chat_file(tmp_path / "train.jsonl")
     harness = local()
-    output = await UPLOAD_FILE.run({"file": "train.jsonl", "purpose": "fine-tune"}, harness.context)
-    assert [f["id"] for f in await listed(local_http)] == [output["id"]]
-    assert len(harness.sleeps) == 1
-    assert any("uploading again" in line for line in harness.lines("warn"))
+    with pytest.raises(StepError) as caught:
+        await UPLOAD_FILE.run({"file": "train.jsonl", "purpose": "fine-tune"}, harness.context)
+    error = caught.value.to_dict()
+    assert error["type"] == "outcome_unknown" and error["status"] == 503
+    name = harness.checkpoints[-1]["filename"]
+    assert error["look_for"] == {"filename": name, "bytes": 1530, "purpose": "fine-tune"}
+    assert f"a fine-tune file named {name} (1530 bytes) did not appear" in error["message"]
+    assert await listed(local_http) == []
+
+
+async def test_a_resumed_upload_never_adopts_another_runs_file_of_the_same_name_and_size(
+    local: Any, local_http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    # Issue #8: runs A and B upload a/train.jsonl and b/train.jsonl, same size, different
+    # bytes. B's first attempt never got its file to the server (refused, then killed);
+    # resumed, B used to adopt A's file, matched on name, size, purpose and time.
+    for run, word in (("a", "alpha"), ("b", "bravo")):
+        (tmp_path / run).mkdir()
+        chat_file(tmp_path / run / "train.jsonl")
+        text = (tmp_path / run / "train.jsonl").read_text().replace("word", word[:4])
+        (tmp_path / run / "train.jsonl").write_text(text)
+    a_bytes, b_bytes = ((tmp_path / r / "train.jsonl").read_bytes() for r in "ab")
+    assert len(a_bytes) == len(b_bytes) and a_bytes != b_bytes
+    upload_a = await UPLOAD_FILE.run(
+        {"file": "a/train.jsonl", "purpose": "fine-tune"}, local(run_id="run-a").context
+    )
+    killed = local(run_id="run-b")
+    killed.context.base_dir = tmp_path
+    backend_refuses = {"kind": "status", "status": 503, "method": "POST", "path": "/v1/files"}
+    await local_http.post(
+        LOCAL_BASE_URL.removesuffix("/v1") + "/_steprun/faults",
+        json={**backend_refuses, "times": 1},
+    )
+    with pytest.raises(StepError):
+        await UPLOAD_FILE.run({"file": "b/train.jsonl", "purpose": "fine-tune"}, killed.context)
+    resumed = local(run_id="run-b", resumed=True, saved=killed.checkpoints[-1])
+    upload_b = await UPLOAD_FILE.run(
+        {"file": "b/train.jsonl", "purpose": "fine-tune"}, resumed.context
+    )
+    assert upload_b["id"] != upload_a["id"]
+    content = await local_http.get(f"{LOCAL_BASE_URL}/files/{upload_b['id']}/content")
+    assert content.content == b_bytes
+    assert not any("adopting" in line for line in resumed.lines("info"))
 
 
 async def test_a_wrong_key_fails_without_showing_the_key(

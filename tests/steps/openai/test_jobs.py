@@ -13,6 +13,7 @@ import pytest
 from steprun.runtime.errors import StepError
 from steprun.steps.openai.finetuning import infer_api
 from steprun.steps.openai.jobs import EXECUTION_KEY, RUN_KEY, STEP_KEY
+from steprun.steps.openai.reconcile import SENT_AT_KEY, settle_window
 
 from .conftest import CANARY_KEY, MakeContext
 from .fakeapi import FakeOpenAI
@@ -87,8 +88,9 @@ async def test_create_tags_the_job_and_merges_user_metadata(
             EXECUTION_KEY: execution,
         },
     }
-    # The execution tag was recorded before the request left.
-    assert harness.checkpoints == [{EXECUTION_KEY: execution}]
+    # The execution tag was recorded, with the time of sending, before the request left.
+    [checkpoint] = harness.checkpoints
+    assert checkpoint[EXECUTION_KEY] == execution and checkpoint[SENT_AT_KEY] <= time.time()
     assert job == fake_api.jobs[job["id"]]
     assert fake_api.creates == 1
     assert any("created fine-tuning job ftjob-" in line for line in harness.lines("info"))
@@ -120,7 +122,7 @@ async def test_job_created_then_connection_dropped_is_adopted_not_duplicated(
         f"metadata[{EXECUTION_KEY}]": harness.checkpoints[0][EXECUTION_KEY],
         "limit": "100",
     }
-    assert "looking for the job before sending again" in harness.lines("warn")[0]
+    assert "the request is not sent again" in harness.lines("warn")[0]
     assert any("found the job an earlier attempt created" in line for line in harness.lines("info"))
     assert harness.sleeps == []
     assert_no_key(None, harness)
@@ -135,17 +137,25 @@ async def test_job_created_then_500_is_adopted(
     assert len(posts(fault_server)) == 1
 
 
-async def test_dropped_before_creating_is_sent_again_once(
+async def test_dropped_before_creating_is_never_sent_again_and_names_the_tag(
     fault_server: FaultServer, fake_api: FakeOpenAI, make_context: MakeContext
 ) -> None:
+    # Dropped before the server acted: the client cannot tell, so it looks over the settle
+    # window (sleeps are recorded, not slept) and ends with outcome_unknown, never a resend.
     fault_server.script(Drop())
-    harness = make_context(fault_server.base_url)
-    job = await run_step(CREATE, BASE, harness.context)
-    assert list(fake_api.jobs) == [job["id"]]
-    first, second = posts(fault_server)
-    assert first.json() == second.json()  # the same tags: a later lookup still finds it
-    assert len(harness.sleeps) == 1
-    assert "no job was created" in harness.lines("warn")[1]
+    harness = make_context(fault_server.base_url, auth_timeout=10)
+    with pytest.raises(StepError) as caught:
+        await run_step(CREATE, BASE, harness.context)
+    error = caught.value.to_dict()
+    assert (error["type"], error["code"]) == ("outcome_unknown", "outcome_unknown")
+    execution = harness.checkpoints[0][EXECUTION_KEY]
+    assert error["look_for"] == {
+        "metadata": {RUN_KEY: "run-0001", STEP_KEY: "job", EXECUTION_KEY: execution}
+    }
+    assert f"{EXECUTION_KEY}={execution}" in error["message"]
+    assert len(posts(fault_server)) == 1 and fake_api.creates == 0
+    assert sum(harness.sleeps) == pytest.approx(settle_window(10))
+    assert "looking for a fine-tuning job with metadata" in harness.lines("warn")[0]
 
 
 async def test_reset_before_the_request_is_read_creates_exactly_one_job(
@@ -161,22 +171,24 @@ async def test_a_server_ignoring_the_metadata_filter_cannot_make_us_adopt_a_stra
 ) -> None:
     stranger = fake_api.make_job(metadata={"owner": "someone else"})
     fault_server.script(
-        Drop(),
+        create_then(fake_api, Drop()),
         lambda request: Reply.json({"object": "list", "data": [stranger], "has_more": False}),
     )
     job = await run_step(CREATE, BASE, make_context(fault_server.base_url).context)
-    assert job["id"] != stranger["id"]
+    assert job["id"] != stranger["id"] and job["id"] in fake_api.jobs
     assert fake_api.creates == 2  # the stranger's, and ours
+    assert len(posts(fault_server)) == 1
 
 
 async def test_an_earlier_execution_of_the_same_step_is_not_adopted(
     fault_server: FaultServer, fake_api: FakeOpenAI, make_context: MakeContext
 ) -> None:
     # The flow came back to this step (an error exit looping back): same run, same step.
-    earlier = await run_step(CREATE, BASE, make_context(fault_server.base_url).context)
+    await run_step(CREATE, BASE, make_context(fault_server.base_url).context)
     fault_server.script(Drop())
-    again = await run_step(CREATE, BASE, make_context(fault_server.base_url).context)
-    assert again["id"] != earlier["id"] and fake_api.creates == 2
+    with pytest.raises(StepError) as caught:
+        await run_step(CREATE, BASE, make_context(fault_server.base_url).context)
+    assert caught.value.code == "outcome_unknown" and fake_api.creates == 1
 
 
 async def test_resumed_attempt_finds_the_job_of_the_crashed_one_without_posting(
@@ -202,27 +214,19 @@ async def test_resumed_attempt_whose_job_does_not_exist_creates_it(
     assert fake_api.creates == 1
 
 
-async def test_create_gives_up_after_max_retries_and_says_nothing_was_created(
-    fault_server: FaultServer, fake_api: FakeOpenAI, make_context: MakeContext
-) -> None:
-    fault_server.handler = lambda request: Drop() if request.method == "POST" else fake_api(request)
-    harness = make_context(fault_server.base_url, max_retries=1)
-    with pytest.raises(StepError) as caught:
-        await run_step(CREATE, BASE, harness.context)
-    assert caught.value.code == "connection_dropped"
-    assert "no job was created" in caught.value.message
-    assert len(posts(fault_server)) == 2 and fake_api.creates == 0
-    assert_no_key(caught.value, harness)
-
-
 async def test_create_when_the_lookup_fails_too_says_a_job_may_exist(
     fault_server: FaultServer, fake_api: FakeOpenAI, make_context: MakeContext
 ) -> None:
-    fault_server.script(Drop(), Reply.error(403, "not allowed to list"))
+    fault_server.handler = lambda request: (
+        Drop() if request.method == "POST" else Reply.error(403, "not allowed to list")
+    )
     with pytest.raises(StepError) as caught:
         await run_step(CREATE, BASE, make_context(fault_server.base_url).context)
     assert caught.value.code == "outcome_unknown"
-    assert "A job may exist" in caught.value.message
+    assert "with metadata steprun_run_id=run-0001" in caught.value.message
+    assert "failed (GET /fine_tuning/jobs failed with HTTP 403: not allowed" in caught.value.message
+    assert "It may still appear" in caught.value.message
+    assert len(posts(fault_server)) == 1
 
 
 async def test_create_error_carries_the_api_error(
@@ -289,9 +293,11 @@ async def test_legacy_job_with_other_settings_is_not_adopted(
 ) -> None:
     fault_server.script(Drop())
     fake_api._create_legacy({"training_file": "file-train", "model": "curie", "n_epochs": 7})
-    job = await run_step(CREATE, LEGACY, make_context(fault_server.base_url).context)
-    assert job["hyperparams"]["n_epochs"] == 2
-    assert fake_api.creates == 2
+    with pytest.raises(StepError) as caught:
+        await run_step(CREATE, LEGACY, make_context(fault_server.base_url).context)
+    assert caught.value.code == "outcome_unknown"
+    assert caught.value.to_dict()["look_for"]["legacy_job"]["training_file"] == "file-train"
+    assert fake_api.creates == 1
 
 
 async def test_legacy_resumed_attempt_finds_its_job(

@@ -183,7 +183,7 @@ async def test_dropped_create_leaves_exactly_one_job(
     listing = await OpenAIClient(harness.context).request("GET", "/fine_tuning/jobs")
     assert [j["id"] for j in listing.body["data"]] == [job["id"]]
     assert job["metadata"][EXECUTION_KEY] == harness.checkpoints[0][EXECUTION_KEY]
-    assert "looking for the job" in harness.lines("warn")[0]
+    assert "looking for a fine-tuning job with metadata" in harness.lines("warn")[0]
 
 
 async def test_failed_job_takes_the_error_exit_with_the_backend_s_error(
