@@ -19,13 +19,18 @@ from .common import cli, handled
     help="Port (0 picks a free one).",
 )
 @click.option(
-    "--api-key", envvar="STEPRUN_LOCAL_API_KEY", help="Require this bearer key (401 otherwise)."
+    "--api-key",
+    envvar="STEPRUN_LOCAL_API_KEY",
+    help="Require this bearer key on every request, the /_steprun control API included "
+    "(401 otherwise; refused requests count nowhere). Without it anyone who can reach "
+    "the port (on 127.0.0.1: every user of this machine) can upload, create jobs and "
+    "arm faults.",
 )
 @click.option(
     "--state",
     "state_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Keep files, jobs and models in this folder across restarts.",
+    help="Keep files, jobs and models in this folder across restarts (owner-only).",
 )
 @click.option(
     "--job-seconds",
@@ -34,14 +39,37 @@ from .common import cli, handled
     type=click.FloatRange(min=0, min_open=True),
     help="How long a fine-tuning job takes from create to its final state.",
 )
+@click.option(
+    "--max-upload-mb",
+    default=512.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="The largest file an upload may carry, in MiB (OpenAI's limit: 512).",
+)
 @handled
 def serve_local(
-    host: str, port: int, api_key: str | None, state_dir: Path | None, job_seconds: float
+    host: str,
+    port: int,
+    api_key: str | None,
+    state_dir: Path | None,
+    job_seconds: float,
+    max_upload_mb: float,
 ) -> None:
-    """Serve the embedded OpenAI-compatible backend over HTTP (no network, no key)."""
+    """Serve the embedded OpenAI-compatible backend over HTTP.
+
+    It listens on 127.0.0.1 only, unless --host says otherwise: give --api-key before
+    you open it to other machines.
+    """
     from ..local import serve
 
-    serve(host=host, port=port, api_key=api_key, state_dir=state_dir, job_seconds=job_seconds)
+    serve(
+        host=host,
+        port=port,
+        api_key=api_key,
+        state_dir=state_dir,
+        job_seconds=job_seconds,
+        max_upload_bytes=max(1, round(max_upload_mb * 2**20)),
+    )
 
 
 __all__ = ["serve_local"]

@@ -1,8 +1,8 @@
 """The ASGI application: OpenAI's routes under ``/v1``, the control API, the middleware.
 
-Outermost first: response headers and ledger (``middleware.ResponseHeaders``), the API
-key check, fault injection, then Starlette's router, whose exception handlers answer
-every error in OpenAI's shape.
+Outermost first: response headers (``middleware.ResponseHeaders``), the API key check,
+the ledger and admission (``middleware.Accounting``), fault injection, then Starlette's
+router, whose exception handlers answer every error in OpenAI's shape.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .catalog import BASE_MODELS
 from .context import Context
 from .errors import APIError, invalid_url, model_not_found, server_error
 from .faults import FaultMiddleware
-from .middleware import ApiKeyCheck, ResponseHeaders
+from .middleware import MAX_IN_FLIGHT, Accounting, ApiKeyCheck, ResponseHeaders
 
 
 def _model_routes(ctx: Context) -> list[Route]:
@@ -57,7 +57,7 @@ def _model_routes(ctx: Context) -> list[Route]:
             raise model_not_found(model_id)
         record.deleted = True
         ctx.forget_model(record.id)
-        ctx.store.save()
+        ctx.store.save(record)
         return JSONResponse({"id": record.id, "object": "model", "deleted": True})
 
     return [
@@ -73,8 +73,12 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    # No route (404) or a method the route does not take (405): the API answers both so.
-    error = invalid_url(request.method, request.url.path)
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (404, 405):
+        # No route, or a method the route does not take: the API answers both so.
+        error = invalid_url(request.method, request.url.path)
+    else:  # what Starlette refuses itself, such as a malformed multipart body
+        error = APIError(exc.status_code, f"Could not parse the request body: {exc.detail}")
     return JSONResponse(error.body(), status_code=error.status)
 
 
@@ -101,8 +105,9 @@ def build_app(ctx: Context) -> ASGIApp:
         },
     )
     app: ASGIApp = FaultMiddleware(router, ctx.faults, ctx.organization_name)
+    app = Accounting(app, ctx, control.CREATE_PATHS, MAX_IN_FLIGHT)
     app = ApiKeyCheck(app, ctx.api_key)
-    return ResponseHeaders(app, ctx, control.CREATE_PATHS)
+    return ResponseHeaders(app, ctx)
 
 
 __all__ = ["build_app"]

@@ -13,6 +13,7 @@ from .app import build_app
 from .context import Clock, Context
 from .errors import APIError
 from .faults import Fault, Faults, parse_fault
+from .files import MAX_UPLOAD_BYTES
 from .state import Store
 
 # Long enough to watch a job move through its states, short enough for a demo.
@@ -25,13 +26,16 @@ class LocalBackend:
 
     ``job_seconds``: how long a fine-tuning job takes from creation to its final state.
     ``api_key``: when set, requests must carry it as ``Authorization: Bearer``.
-    ``state_dir``: keep files, jobs and models there (they survive a restart);
-    in memory when None. ``organization``: the ``org-…`` id jobs belong to; model names
-    use it without the ``org-`` prefix. ``clock``: seconds since the epoch (tests pass a
-    controllable one). ``faults``: faults armed from the start (see ``faults``).
+    ``state_dir``: keep files, jobs and models there (they survive a restart, and
+    processes sharing the folder see each other's; see ``state``); in memory when None
+    (file contents still go to a private temporary folder). ``max_upload_bytes``: the
+    largest file an upload may carry (OpenAI's 512 MB by default). ``organization``: the
+    ``org-…`` id jobs belong to; model names use it without the ``org-`` prefix.
+    ``clock``: seconds since the epoch (tests pass a controllable one). ``faults``:
+    faults armed from the start (see ``faults``).
 
-    Two backends share nothing. Nothing runs in the background, so there is nothing
-    to close: state is written as it changes.
+    Two backends share nothing. Nothing runs in the background: state is written as it
+    changes, and :meth:`close` only lets go of the state's database early.
     """
 
     def __init__(
@@ -43,11 +47,16 @@ class LocalBackend:
         organization: str = DEFAULT_ORGANIZATION,
         clock: Clock = time.time,
         faults: Iterable[Mapping[str, Any]] = (),
+        max_upload_bytes: int = MAX_UPLOAD_BYTES,
     ) -> None:
         seconds = float(job_seconds)
         if not seconds > 0:
             raise ValueError(
                 f"job_seconds must be a positive number of seconds, not {job_seconds!r}"
+            )
+        if not (isinstance(max_upload_bytes, int) and max_upload_bytes > 0):
+            raise ValueError(
+                f"max_upload_bytes must be a positive number of bytes, not {max_upload_bytes!r}"
             )
         if not organization.startswith("org-"):
             raise ValueError(f"organization must be an id like 'org-acme', not {organization!r}")
@@ -58,6 +67,7 @@ class LocalBackend:
             organization=organization,
             api_key=api_key,
             faults=Faults(),
+            max_upload_bytes=max_upload_bytes,
         )
         for spec in faults:
             self.add_fault(spec)
@@ -81,6 +91,10 @@ class LocalBackend:
 
     def clear_faults(self) -> None:
         self.ctx.faults.clear()
+
+    def close(self) -> None:
+        """Close the state database (a backend left open is closed when collected)."""
+        self.ctx.store.close()
 
 
 __all__ = ["DEFAULT_JOB_SECONDS", "DEFAULT_ORGANIZATION", "LocalBackend"]

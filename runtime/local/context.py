@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,12 +19,17 @@ from . import catalog, jobs, params
 from .errors import invalid, invalid_json, model_not_found
 from .faults import Faults
 from .model import BASE_EXAMPLES, RetrievalModel
-from .state import JobRecord, ModelRecord, Store
+from .records import JobRecord, ModelRecord
+from .state import Store
 from .training import Example, TrainingData, parse
 
 Clock = Callable[[], float]
 
 CHECKPOINT_MARK = ":ckpt-step-"
+# Parsed training files kept for reuse; a file is parsed again when it comes back.
+PARSED_FILES_KEPT = 32
+# JSON request bodies nested deeper than this are refused (Python's parser would recurse).
+MAX_JSON_DEPTH = 64
 
 
 @dataclass
@@ -49,6 +55,7 @@ class Context:
     organization: str
     api_key: str | None
     faults: Faults
+    max_upload_bytes: int
     rate: RateWindow = field(default_factory=RateWindow)
     _models: dict[str, RetrievalModel] = field(default_factory=dict)
     # For settle(): the unfinished jobs, each with the earliest instant it can end (a pause
@@ -56,13 +63,12 @@ class Context:
     # ever added, never removed).
     _open: dict[str, tuple[float, JobRecord]] = field(default_factory=dict, repr=False)
     _indexed: int = field(default=0, repr=False)
-    # Fine-tuned models trained on the same examples answer alike: one retrieval model
+    # Fine-tuned models trained on the same files answer alike: one retrieval model
     # serves them all (it is immutable), instead of one built per model on its first request.
-    _by_examples: dict[tuple[Example, ...], RetrievalModel] = field(
-        default_factory=dict, repr=False
-    )
-    # Uploaded files never change: each is parsed once, not at every job created on it.
-    _parsed: dict[str, TrainingData] = field(default_factory=dict, repr=False)
+    _by_files: dict[tuple[str, ...], RetrievalModel] = field(default_factory=dict, repr=False)
+    # Uploaded files never change: the recently used are parsed once, not at every job
+    # created on them (the least recently used are dropped, to bound memory).
+    _parsed: OrderedDict[str, TrainingData] = field(default_factory=OrderedDict, repr=False)
 
     @property
     def organization_name(self) -> str:
@@ -79,6 +85,7 @@ class Context:
         come: going through every job ever created, each time, made a server with a thousand
         jobs slow at everything.
         """
+        self.store.refresh()  # what another process on the same state folder changed
         now = self.now()
         known = self.store.jobs
         if len(known) < self._indexed:  # not expected (jobs are never removed): start over
@@ -119,11 +126,12 @@ class Context:
         if record is not None:
             key = record.id
             if key not in self._models:
-                examples = tuple(Example(*example) for example in record.examples)
-                shared = self._by_examples.get(examples)
+                files = tuple(record.learns_from)
+                shared = self._by_files.get(files)
                 if shared is None:
+                    examples = [e for name in files for e in self._examples(name)]
                     shared = RetrievalModel(examples or BASE_EXAMPLES)
-                    self._by_examples[examples] = shared
+                    self._by_files[files] = shared
                 self._models[key] = shared
             return record.kind, self._models[key]
         base = catalog.resolve(model_id)
@@ -140,11 +148,23 @@ class Context:
         self._parsed.pop(file_id, None)
 
     def training_data(self, file_id: str) -> TrainingData:
-        """The parsed content of an uploaded file (parsed on first use, then kept)."""
+        """The parsed content of an uploaded file (the recently used are kept parsed)."""
         data = self._parsed.get(file_id)
         if data is None:
             data = self._parsed[file_id] = parse(self.store.content(file_id))
+            while len(self._parsed) > PARSED_FILES_KEPT:
+                self._parsed.popitem(last=False)
+        else:
+            self._parsed.move_to_end(file_id)
         return data
+
+    def _examples(self, file_id: str) -> list[Example]:
+        """What a model learned from a file; nothing when its bytes are gone (removed by
+        hand from the state folder), so the model answers like its base."""
+        try:
+            return self.training_data(file_id).examples
+        except FileNotFoundError:
+            return []
 
 
 # --- request helpers -------------------------------------------------------------------------
@@ -154,9 +174,32 @@ async def json_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
         value = json.loads(raw)
+        too_deep = _deeper_than(value, MAX_JSON_DEPTH)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise invalid_json() from None
+    except RecursionError:  # deeper than Python's parser goes
+        too_deep = True
+    if too_deep:
+        raise invalid(
+            f"The JSON body of your request is nested more than {MAX_JSON_DEPTH} levels "
+            "deep. Send a flatter object.",
+            code="invalid_json",
+        )
     return params.json_object(value)
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels (without recursing)."""
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def query_int(

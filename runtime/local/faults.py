@@ -197,8 +197,20 @@ def _expect(data: Mapping[str, Any], name: str, kinds: tuple[type, ...], what: s
     return value
 
 
+# The longest latency and Retry-After a fault may ask for: an hour, a day. Longer would
+# only hold a connection (or a test) hostage.
+MAX_LATENCY = 3600.0
+MAX_RETRY_AFTER = 86400.0
+
+
 def _bad(message: str) -> APIError:
     return APIError(400, f"Invalid fault: {message}.", param="fault", code="invalid_fault")
+
+
+def _within(name: str, value: float, most: float) -> None:
+    # Also refuses NaN and infinities, which fail both comparisons.
+    if not 0 <= value <= most:
+        raise _bad(f"'{name}' must be between 0 and {most:g}, not {value!r}")
 
 
 def parse_fault(data: Any) -> Fault:
@@ -231,9 +243,14 @@ def parse_fault(data: Any) -> Fault:
     for name in ("message", "type", "code", "param"):
         setattr(fault, name, _expect(data, name, (str,), "a string"))
     fault.retry_after = _expect(data, "retry_after", (int, float), "a number of seconds")
+    if fault.retry_after is not None:
+        _within("retry_after", fault.retry_after, MAX_RETRY_AFTER)
     fault.retry_after_ms = _expect(data, "retry_after_ms", (int,), "milliseconds")
+    if fault.retry_after_ms is not None:
+        _within("retry_after_ms", fault.retry_after_ms, MAX_RETRY_AFTER * 1000)
     fault.should_retry = _expect(data, "should_retry", (bool,), "true or false")
     fault.seconds = float(_expect(data, "seconds", (int, float), "a number of seconds") or 0)
+    _within("seconds", fault.seconds, MAX_LATENCY)
     chunks = _expect(data, "after_chunks", (int,), "a number of chunks")
     if chunks is not None:
         fault.after_chunks = max(0, chunks)

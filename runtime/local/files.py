@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Message, Receive
 
 from . import ids
 from .context import Context, page, query_int
-from .errors import file_not_found, invalid
+from .errors import APIError, file_not_found, invalid
 from .params import Param, check_value
-from .state import FileRecord
-from .training import first_bad_line
+from .records import FileRecord
+from .training import first_bad_of
 
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+# OpenAI's limit for one file (fine-tune files included): 512 MB. A LocalBackend can be
+# given another (``max_upload_bytes``; ``serve-local --max-upload-mb``).
+MAX_UPLOAD_BYTES = 512 * 2**20
+# What a multipart body may hold besides the file: boundaries, headers, small fields.
+FORM_OVERHEAD = 64 * 2**10
+MAX_FORM_FIELDS = 1000  # as Starlette's default; more is a 400
+CHUNK = 2**20
 # Files of purpose batch expire after 30 days unless told otherwise (FileExpirationAfter).
 _BATCH_EXPIRY = 30 * 24 * 3600
 
@@ -30,7 +39,14 @@ def routes(ctx: Context) -> list[Route]:
                 "multipart/form-data. (HINT: If you're using curl, you can pass "
                 "-H 'Content-Type: multipart/form-data')"
             )
-        async with request.form() as form:
+        limit = ctx.max_upload_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
+            raise too_large(limit)  # said before reading a byte of it
+        # Starlette spools each file part to a temporary file past 1 MB; this bounds what
+        # it spools when the client sends no (or a false) Content-Length.
+        limited = Request(request.scope, _bounded(request.receive, limit + FORM_OVERHEAD, limit))
+        async with limited.form(max_fields=MAX_FORM_FIELDS) as form:
             upload = form.get("file")
             purpose = form.get("purpose")
             anchor = form.get("expires_after[anchor]")
@@ -48,20 +64,29 @@ def routes(ctx: Context) -> list[Route]:
                     code="missing_required_parameter",
                 )
             check_value("purpose", purpose, Param(("string",), enum=UPLOAD_PURPOSES))
-            content = await upload.read()
+            if upload.size is not None and upload.size > limit:
+                raise too_large(limit)
             filename = upload.filename or "file"
-        if purpose == "fine-tune":
-            _check_fine_tune_file(filename, content)
-        now = int(ctx.now())
-        record = FileRecord(
-            id=ids.new_id("file-"),
-            filename=filename,
-            purpose=purpose,
-            bytes=len(content),
-            created_at=now,
-            expires_at=_expiry(now, purpose, anchor, seconds),
-        )
-        ctx.store.add_file(record, content)
+            with ctx.store.incoming() as (path, stream):
+                size = 0
+                while chunk := await upload.read(CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large(limit)
+                    stream.write(chunk)
+                stream.flush()
+                if purpose == "fine-tune":
+                    _check_fine_tune_file(filename, path)
+                now = int(ctx.now())
+                record = FileRecord(
+                    id=ids.new_id("file-"),
+                    filename=filename,
+                    purpose=purpose,
+                    bytes=size,
+                    created_at=now,
+                    expires_at=_expiry(now, purpose, anchor, seconds),
+                )
+                ctx.store.add_file(record, path)
         return JSONResponse(record.view())
 
     async def listing(request: Request) -> Response:
@@ -104,7 +129,8 @@ def routes(ctx: Context) -> list[Route]:
 
     async def content(request: Request) -> Response:
         record = _record(request)
-        return Response(ctx.store.content(record.id), media_type="application/octet-stream")
+        # Streamed from disk: a 512 MB file is never held in memory.
+        return FileResponse(ctx.store.file_path(record.id), media_type="application/octet-stream")
 
     return [
         Route("/v1/files", upload, methods=["POST"]),
@@ -119,10 +145,34 @@ def _id(record: FileRecord) -> str:
     return record.id
 
 
-def _check_fine_tune_file(filename: str, content: bytes) -> None:
+def _bounded(receive: Receive, most: int, limit: int) -> Receive:
+    """``receive`` that refuses a request body once it is over ``most`` bytes."""
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > most:
+            raise too_large(limit)
+        return message
+
+    return bounded
+
+
+def too_large(limit: int) -> APIError:
+    return invalid(
+        f"File is too large: the limit is {limit:,} bytes ({limit / 2**20:g} MB) per file.",
+        param="file",
+        code="file_too_large",
+    )
+
+
+def _check_fine_tune_file(filename: str, path: Path) -> None:
     if not filename.endswith(".jsonl"):
         raise invalid("Invalid file format for Fine-Tuning API. Must be .jsonl", param="file")
-    bad = first_bad_line(content)
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        bad = first_bad_of(lines)
     if bad is not None:
         raise invalid(
             f"Invalid file format for Fine-Tuning API. Must be .jsonl: line {bad} is not a "
@@ -156,4 +206,4 @@ def _expiry(now: int, purpose: str, anchor: Any, seconds: Any) -> int | None:
     return now + value
 
 
-__all__ = ["UPLOAD_PURPOSES", "routes"]
+__all__ = ["MAX_UPLOAD_BYTES", "UPLOAD_PURPOSES", "routes", "too_large"]

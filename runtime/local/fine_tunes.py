@@ -24,8 +24,8 @@ from .context import Context, json_body
 from .errors import invalid, job_not_found
 from .fine_tuning import check_count, check_format, checked_data
 from .params import BOOLEAN, STRING, Param, check
+from .records import JobRecord
 from .sse import EventStream
-from .state import JobRecord
 
 CREATE_PATH = "/v1/fine-tunes"
 
@@ -62,8 +62,8 @@ def _learning_rate(batch_size: int) -> float:
     return 0.2 if batch_size >= 32 else 0.1 if batch_size >= 8 else 0.05
 
 
-def _base(ctx: Context, model: str) -> tuple[str, list[list[str]]]:
-    """(root base model, inherited examples) of a model a legacy fine-tune may train."""
+def _base(ctx: Context, model: str) -> tuple[str, list[str]]:
+    """(root base model, files learned from) of a model a legacy fine-tune may train."""
     if model in catalog.LEGACY_BASES:
         return model, []
     record = ctx.fine_tuned(model)
@@ -75,7 +75,7 @@ def _base(ctx: Context, model: str) -> tuple[str, list[list[str]]]:
             f"organization: {ctx.organization}",
             param="model",
         )
-    return record.root, record.examples
+    return record.root, record.learns_from
 
 
 def create_fine_tune(ctx: Context, body: dict[str, Any], request_id: str | None) -> JobRecord:
@@ -119,7 +119,7 @@ def create_fine_tune(ctx: Context, body: dict[str, Any], request_id: str | None)
         requested={},
         n_examples=data.n_examples,
         tokens_per_epoch=data.tokens,
-        examples=[*inherited, *([e.query, e.answer, e.system] for e in data.examples)],
+        learns_from=[*inherited, training_file],
         failure=failure.failure_plan() if failure is not None else None,
         request_id=request_id,
     )
@@ -133,8 +133,7 @@ def create_fine_tune(ctx: Context, body: dict[str, Any], request_id: str | None)
         ),
         **{name: body[name] for name in _CLASSIFICATION if body.get(name) is not None},
     }
-    ctx.store.jobs[job.id] = job
-    ctx.store.save()
+    ctx.store.save(job)
     return job
 
 

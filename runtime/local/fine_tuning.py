@@ -15,7 +15,7 @@ from . import catalog, ids, jobs
 from .context import Context, json_body, page, query_int
 from .errors import invalid, job_not_found
 from .params import ARRAY, METADATA, OBJECT, STRING, Param, check, check_value
-from .state import JobRecord
+from .records import JobRecord
 from .training import TrainingData
 
 CREATE_PATH = "/v1/fine_tuning/jobs"
@@ -155,8 +155,8 @@ def check_count(data: TrainingData, file_id: str) -> None:
         )
 
 
-def _base(ctx: Context, model: str, method: str) -> tuple[str, str, catalog.Kind, list[list[str]]]:
-    """(model as reported, root of the name, kind, examples inherited) for a model to tune."""
+def _base(ctx: Context, model: str, method: str) -> tuple[str, str, catalog.Kind, list[str]]:
+    """(model as reported, root of the name, kind, files learned from) for a model to tune."""
     unavailable = invalid(
         f"Model {model} is not available for fine-tuning or does not exist.",
         param="model",
@@ -167,7 +167,7 @@ def _base(ctx: Context, model: str, method: str) -> tuple[str, str, catalog.Kind
         job = ctx.store.jobs.get(record.job_id)
         if job is None or job.api != "fine_tuning" or model != record.id:
             raise unavailable
-        reported, root, kind, inherited = record.id, record.root, record.kind, record.examples
+        reported, root, kind, inherited = record.id, record.root, record.kind, record.learns_from
     else:
         base = catalog.resolve(model)
         if base is None or base.tunable != "current":
@@ -236,7 +236,7 @@ def create_job(ctx: Context, body: dict[str, Any], request_id: str | None) -> Jo
         requested=requested,
         n_examples=data.n_examples,
         tokens_per_epoch=data.tokens,
-        examples=[*inherited, *([e.query, e.answer, e.system] for e in data.examples)],
+        learns_from=[*inherited, training_file],
         metadata=body.get("metadata"),
         integrations=body.get("integrations"),
         failure=failure.failure_plan() if failure is not None else None,
@@ -244,8 +244,7 @@ def create_job(ctx: Context, body: dict[str, Any], request_id: str | None) -> Jo
     )
     if kind_of_method == "dpo":
         job.extra["beta"] = 0.1 if requested["beta"] == "auto" else float(requested["beta"])
-    ctx.store.jobs[job.id] = job
-    ctx.store.save()
+    ctx.store.save(job)
     return job
 
 

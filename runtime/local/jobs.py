@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ids
-from .state import FileRecord, JobRecord, ModelRecord, Pause, Store
+from .records import FileRecord, JobRecord, ModelRecord, Pause
+from .state import Store
 
 VALIDATED = 0.10
 STARTED = 0.20
@@ -386,7 +387,7 @@ def settle(store: Store, job: JobRecord, now: float) -> bool:
         job.error = dict(job.failure["error"])
         job.ended_work = failing
         job.finished_at = wall_time(job, failing)
-        store.save()
+        store.save(job)
         return True
     if done < job.duration:
         return False
@@ -396,7 +397,8 @@ def settle(store: Store, job: JobRecord, now: float) -> bool:
     job.fine_tuned_model = job.fine_tuned_name
     finished = int(job.finished_at)
     result = FileRecord(
-        id=job.extra.get("result_file") or ids.new_id("file-"),
+        # Derived, so that two processes settling the same job make the same file.
+        id=job.extra.get("result_file") or ids.derived_id("file-", job.id, "result"),
         filename="step_metrics.csv" if job.api == "fine_tuning" else "compiled_results.csv",
         purpose="fine-tune-results",
         bytes=0,
@@ -405,27 +407,27 @@ def settle(store: Store, job: JobRecord, now: float) -> bool:
     content = result_csv(job)
     result.bytes = len(content)
     job.result_file = result.id
-    store.models[job.fine_tuned_name] = ModelRecord(
+    model = ModelRecord(
         id=job.fine_tuned_name,
         created=finished,
         owned_by=job.organization_id,
         kind=job.kind,
         root=job.root,
         job_id=job.id,
-        examples=job.examples,
+        learns_from=job.learns_from,
     )
-    store.add_file(result, content)  # saves the store, the job and model included
+    store.add_file(result, content, model, job)
     return True
 
 
 def pause(store: Store, job: JobRecord, now: float) -> None:
     job.pauses.append(Pause(work_at=work_done(job, now), since=now))
-    store.save()
+    store.save(job)
 
 
 def resume(store: Store, job: JobRecord, now: float) -> None:
     job.pauses[-1].until = now
-    store.save()
+    store.save(job)
 
 
 def cancel(store: Store, job: JobRecord, now: float) -> None:
@@ -433,7 +435,7 @@ def cancel(store: Store, job: JobRecord, now: float) -> None:
     # An open pause stays open: the work clock stopped there and the job never resumed.
     job.ended_work = work_done(job, now)
     job.finished_at = now
-    store.save()
+    store.save(job)
 
 
 __all__ = [

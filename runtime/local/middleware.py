@@ -1,7 +1,9 @@
 """What wraps every request: OpenAI's response headers, the API key check, the ledger.
 
 :class:`ResponseHeaders` is outermost, so that every response, a fault's or a 401
-included, carries ``x-request-id``, ``openai-*`` and ``x-ratelimit-*`` headers.
+included, carries ``x-request-id``, ``openai-*`` and ``x-ratelimit-*`` headers. Only a
+request that passed the key check is counted (:class:`Accounting`): in the ledger and in
+the rate-limit window, so that someone without the key can use up neither.
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ from .context import Context
 from .errors import INVALID_REQUEST, error_body
 
 OPENAI_VERSION = "2020-10-01"
+# Requests served at once before more get a 429 (see Accounting).
+MAX_IN_FLIGHT = 256
 _MISSING_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization "
     "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field "
     "(with blank username) if you're accessing the API from your browser and are prompted for "
     "a username and password. You can obtain an API key from "
     "https://platform.openai.com/account/api-keys."
+)
+_BUSY = (
+    "The local backend is answering too many requests at once; retry after the time in "
+    "the Retry-After header."
 )
 _WRONG_KEY = (
     "Incorrect API key provided: {masked}. You can find your API key at "
@@ -43,12 +51,11 @@ def _duration(seconds: float) -> str:
 
 
 class ResponseHeaders:
-    """Adds OpenAI's headers, counts requests for the rate-limit window and the ledger."""
+    """Adds OpenAI's headers (the rate-limit ones as :class:`Accounting` counted)."""
 
-    def __init__(self, app: ASGIApp, ctx: Context, create_paths: Iterable[str]) -> None:
+    def __init__(self, app: ASGIApp, ctx: Context) -> None:
         self.app = app
         self.ctx = ctx
-        self.create_paths = frozenset(create_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,15 +65,7 @@ class ResponseHeaders:
         started = time.perf_counter()
         request_id = ids.request_id()
         scope.setdefault("state", {})["request_id"] = request_id
-        path = scope["path"]
-        if scope["method"] == "POST" and path in self.create_paths:
-            ctx.store.count_create_request(path)
-        api = path.startswith("/v1/")
-        if api:
-            ctx.rate.roll(ctx.now())
-            ctx.rate.requests += 1
-            # Jobs finish on the clock; bring them up to now before anything reads them.
-            ctx.settle()
+        api = scope["path"].startswith("/v1/")
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -92,6 +91,49 @@ class ResponseHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class Accounting:
+    """Counts an admitted request (ledger, rate window) and brings jobs up to now.
+
+    At most ``max_in_flight`` requests are served at once; more get a 429 with
+    ``Retry-After`` at once, so that a flood of requests is answered instead of queued
+    until its clients give up.
+    """
+
+    def __init__(
+        self, app: ASGIApp, ctx: Context, create_paths: Iterable[str], max_in_flight: int
+    ) -> None:
+        self.app = app
+        self.ctx = ctx
+        self.create_paths = frozenset(create_paths)
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            body = error_body(_BUSY, type="requests", code="rate_limit_exceeded")
+            await JSONResponse(body, status_code=429, headers={"retry-after": "1"})(
+                scope, receive, send
+            )
+            return
+        ctx = self.ctx
+        path = scope["path"]
+        if scope["method"] == "POST" and path in self.create_paths:
+            ctx.store.count_create_request(path)
+        if path.startswith("/v1/"):
+            ctx.rate.roll(ctx.now())
+            ctx.rate.requests += 1
+            # Jobs finish on the clock; bring them up to now before anything reads them.
+            ctx.settle()
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
 
 class ApiKeyCheck:
@@ -125,4 +167,4 @@ class ApiKeyCheck:
         await JSONResponse(body, status_code=401)(scope, receive, send)
 
 
-__all__ = ["OPENAI_VERSION", "ApiKeyCheck", "ResponseHeaders"]
+__all__ = ["MAX_IN_FLIGHT", "OPENAI_VERSION", "Accounting", "ApiKeyCheck", "ResponseHeaders"]

@@ -1,13 +1,24 @@
-"""What the local backend remembers: files, fine-tuning jobs, models, the request ledger.
+"""Where the local backend keeps its files, jobs, models and ledger.
 
-In memory by default. With a state directory every change is written through, so a
-restarted server finds its files, jobs and models again::
+In memory by default (file contents still go to a private temporary folder, so an upload
+never sits in RAM). With a state directory, each change writes only the record that
+changed, so a restarted server, or another process on the same folder, finds them::
 
-    STATE_DIR/state.json          files, jobs, models, ledger (written atomically)
+    STATE_DIR/backend.db          SQLite: one row per file, job and model (JSON), the ledger
     STATE_DIR/files/<file id>     the bytes of each uploaded or generated file
+    STATE_DIR/jobs/<job id>/      what a job's trainer leaves (checkpoints), on demand
+
+Everything is created readable by its owner only (0700 folders, 0600 files). A file's
+bytes outlive its deletion while a job learned from them: a fine-tuned model keeps
+answering from its training data, as on OpenAI, and the rows never copy that data.
 
 A job's progress is not stored: it is derived from the clock (see ``jobs``), so a job
 that was running when the server stopped simply carries on after the restart.
+
+Several processes may share one folder (``provider: local`` keeps its state beside the
+run store, and two ``steprun`` commands may run at once): every row carries a revision,
+and :meth:`Store.refresh` (run before each request) reads the rows other processes wrote
+since, when SQLite's ``data_version`` says there are any.
 """
 
 from __future__ import annotations
@@ -15,132 +26,57 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import sqlite3
 import tempfile
-from dataclasses import asdict, dataclass, field
+import weakref
+from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO
 
-from .catalog import Kind
+from .records import Api, FileRecord, JobRecord, ModelRecord, Pause, from_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+DATABASE = "backend.db"
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
 
-Api = Literal["fine_tuning", "fine-tunes"]
+Record = FileRecord | JobRecord | ModelRecord
 
-
-@dataclass
-class FileRecord:
-    id: str
-    filename: str
-    purpose: str
-    bytes: int
-    created_at: int
-    expires_at: int | None = None
-
-    def view(self) -> dict[str, Any]:
-        """The OpenAI ``file`` object."""
-        data: dict[str, Any] = {
-            "id": self.id,
-            "object": "file",
-            "bytes": self.bytes,
-            "created_at": self.created_at,
-            "filename": self.filename,
-            "purpose": self.purpose,
-            "status": "processed",
-        }
-        if self.expires_at is not None:
-            data["expires_at"] = self.expires_at
-        return data
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (id TEXT PRIMARY KEY, rev INTEGER NOT NULL, record TEXT);
+CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, rev INTEGER NOT NULL, record TEXT);
+CREATE TABLE IF NOT EXISTS models (id TEXT PRIMARY KEY, rev INTEGER NOT NULL, record TEXT);
+CREATE INDEX IF NOT EXISTS files_rev ON files (rev);
+CREATE INDEX IF NOT EXISTS jobs_rev ON jobs (rev);
+CREATE INDEX IF NOT EXISTS models_rev ON models (rev);
+CREATE TABLE IF NOT EXISTS create_requests (route TEXT PRIMARY KEY, count INTEGER NOT NULL);
+"""
+_TABLES = ("files", "jobs", "models")
 
 
-@dataclass
-class Pause:
-    """A pause of a running job: at which point of its work, and when (wall clock)."""
-
-    work_at: float
-    since: float
-    until: float | None = None
-
-
-@dataclass
-class JobRecord:
-    """A fine-tuning job of either API; what happens to it is planned at creation."""
-
-    id: str
-    api: Api
-    created_at: float
-    duration: float  # seconds of work from creation to the final state
-    model: str  # the base model as the API reports it
-    root: str  # the base model named in the fine-tuned model's name
-    kind: Kind
-    training_file: str
-    validation_file: str | None
-    suffix: str | None
-    seed: int
-    organization_id: str
-    fine_tuned_name: str
-    method: str
-    n_epochs: int
-    batch_size: int
-    learning_rate_multiplier: float
-    requested: dict[str, Any]  # hyperparameters as requested ("auto" or a value)
-    n_examples: int
-    tokens_per_epoch: int
-    examples: list[list[str]]  # [query, answer, system] the model will answer from
-    metadata: dict[str, str] | None = None
-    integrations: list[dict[str, Any]] | None = None
-    # What only one API or method has: the legacy hyperparameters, result file id and
-    # file snapshots, DPO's beta.
-    extra: dict[str, Any] = field(default_factory=dict)
-    failure: dict[str, Any] | None = None  # planned: {"at": fraction, "error": {...}}
-    request_id: str | None = None
-    # Set when the job reaches a final state:
-    status: str | None = None
-    finished_at: float | None = None
-    ended_work: float | None = None
-    error: dict[str, Any] | None = None
-    fine_tuned_model: str | None = None
-    result_file: str | None = None
-    pauses: list[Pause] = field(default_factory=list)
-
-    @property
-    def total_steps(self) -> int:
-        per_epoch = -(-self.n_examples // self.batch_size)
-        return max(1, per_epoch * self.n_epochs)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return max(1, -(-self.n_examples // self.batch_size))
-
-    @classmethod
-    def load(cls, data: dict[str, Any]) -> JobRecord:
-        pauses = [Pause(**pause) for pause in data.pop("pauses", [])]
-        return cls(**data, pauses=pauses)
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder; made owner-only when this call creates it."""
+    if not path.is_dir():
+        path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        path.chmod(PRIVATE_DIR)  # mkdir's mode is filtered by the umask
+    return path
 
 
-@dataclass
-class ModelRecord:
-    """A fine-tuned model: what it answers from, and whether it was deleted."""
-
-    id: str
-    created: int
-    owned_by: str
-    kind: Kind
-    root: str
-    job_id: str
-    examples: list[list[str]]
-    deleted: bool = False
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "model",
-            "created": self.created,
-            "owned_by": self.owned_by,
-        }
+def private_file(path: Path) -> int:
+    """A new owner-only file open for writing (its descriptor)."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
 
 
 class Store:
-    """All records of one backend. Mutate through the methods, then call :meth:`save`."""
+    """All records of one backend, in dicts for reading; change them through the methods.
+
+    ``files``, ``jobs`` and ``models`` map ids to records (a deleted file is gone from
+    ``files``); ``create_requests`` counts create requests per path. After changing a
+    record in place, :meth:`save` it (several at once are written in one transaction).
+    """
 
     def __init__(self, state_dir: Path | None = None) -> None:
         self.state_dir = state_dir
@@ -148,82 +84,202 @@ class Store:
         self.jobs: dict[str, JobRecord] = {}
         self.models: dict[str, ModelRecord] = {}
         self.create_requests: dict[str, int] = {}
-        self._contents: dict[str, bytes] = {}
-        if state_dir is not None:
-            state_dir.mkdir(parents=True, exist_ok=True)
-            (state_dir / "files").mkdir(exist_ok=True)
-            self._load()
+        self._db: sqlite3.Connection | None = None
+        self._revs = dict.fromkeys(_TABLES, 0)
+        self._data_version = -1
+        if state_dir is None:
+            self.root = Path(tempfile.mkdtemp(prefix="steprun-local-"))
+            weakref.finalize(self, shutil.rmtree, self.root, ignore_errors=True)
+        else:
+            self.root = private_dir(state_dir)
+            self._db = _open(state_dir)
+            weakref.finalize(self, self._db.close)
+        private_dir(self.root / "files")
+        self.refresh()
+
+    @property
+    def persistent(self) -> bool:
+        return self._db is not None
 
     # -- files --
 
-    def add_file(self, record: FileRecord, content: bytes) -> None:
-        self.files[record.id] = record
-        self._contents[record.id] = content
-        if self.state_dir is not None:
-            _write_atomic(self.state_dir / "files" / record.id, content)
-        self.save()
+    def file_path(self, file_id: str) -> Path:
+        """Where the bytes of a file are (they may outlive the file, see above)."""
+        return self.root / "files" / file_id
+
+    @contextlib.contextmanager
+    def incoming(self) -> Iterator[tuple[Path, BinaryIO]]:
+        """A new owner-only file to stream an upload into: (path, open for writing).
+
+        Hand the path to :meth:`add_file` once complete; otherwise it is removed.
+        """
+        handle, name = tempfile.mkstemp(dir=self.root / "files", prefix=".incoming-")
+        path = Path(name)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                yield path, stream
+        finally:
+            path.unlink(missing_ok=True)
+
+    def add_file(self, record: FileRecord, content: bytes | Path, *more: Record) -> None:
+        """Keep a new file: its bytes (or a complete :meth:`incoming` file, moved in)."""
+        target = self.file_path(record.id)
+        if isinstance(content, Path):
+            os.replace(content, target)
+        else:
+            handle = private_file(target)
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(content)
+        self.save(record, *more)
 
     def content(self, file_id: str) -> bytes:
-        if file_id not in self._contents and self.state_dir is not None:
-            self._contents[file_id] = (self.state_dir / "files" / file_id).read_bytes()
-        return self._contents[file_id]
+        return self.file_path(file_id).read_bytes()
 
     def delete_file(self, file_id: str) -> None:
-        del self.files[file_id]
-        self._contents.pop(file_id, None)
-        if self.state_dir is not None:
-            with contextlib.suppress(FileNotFoundError):
-                (self.state_dir / "files" / file_id).unlink()
-        self.save()
+        self.files.pop(file_id)
+        self._write("files", file_id, None)
+        if not self.learned_from(file_id):
+            self.file_path(file_id).unlink(missing_ok=True)
 
-    # -- ledger --
+    def learned_from(self, file_id: str) -> bool:
+        """Whether some job trains, or trained, on this file."""
+        return any(
+            file_id in job.learns_from or file_id == job.validation_file
+            for job in self.jobs.values()
+        )
+
+    # -- jobs --
+
+    def job_dir(self, job_id: str) -> Path:
+        """A job's own folder for its trainer's artifacts (created owner-only on demand)."""
+        return private_dir(private_dir(self.root / "jobs") / job_id)
+
+    # -- writing --
+
+    def save(self, record: Record, *more: Record) -> None:
+        """Write these records (new or changed in place) in one transaction."""
+        for item in (record, *more):
+            if isinstance(item, FileRecord):
+                self.files[item.id] = item
+                self._write("files", item.id, item)
+            elif isinstance(item, JobRecord):
+                self.jobs[item.id] = item
+                self._write("jobs", item.id, item)
+            else:
+                self.models[item.id] = item
+                self._write("models", item.id, item)
 
     def count_create_request(self, route: str) -> None:
         self.create_requests[route] = self.create_requests.get(route, 0) + 1
-        self.save()
+        if self._db is not None:
+            with self._db:
+                self._db.execute(
+                    "INSERT INTO create_requests VALUES (?, 1) "
+                    "ON CONFLICT (route) DO UPDATE SET count = count + 1",
+                    (route,),
+                )
 
-    # -- persistence --
-
-    def save(self) -> None:
-        if self.state_dir is None:
+    def _write(self, table: str, key: str, record: Record | None) -> None:
+        if self._db is None:
             return
-        data = {
-            "version": FORMAT_VERSION,
-            "files": [asdict(record) for record in self.files.values()],
-            "jobs": [asdict(record) for record in self.jobs.values()],
-            "models": [asdict(record) for record in self.models.values()],
-            "create_requests": self.create_requests,
-        }
-        _write_atomic(self.state_dir / "state.json", json.dumps(data).encode())
-
-    def _load(self) -> None:
-        assert self.state_dir is not None
-        path = self.state_dir / "state.json"
-        if not path.exists():
-            return
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{path} has state format {data.get('version')!r}, this steprun reads "
-                f"format {FORMAT_VERSION}; start with an empty --state directory"
+        data = None if record is None else json.dumps(asdict(record), separators=(",", ":"))
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")  # revisions in commit order across processes
+            self._db.execute(
+                f"INSERT INTO {table} VALUES (?, (SELECT COALESCE(MAX(rev), 0) + 1 FROM "
+                f"{table}), ?) ON CONFLICT (id) DO UPDATE SET rev = excluded.rev, "
+                "record = excluded.record",
+                (key, data),
             )
-        self.files = {f["id"]: FileRecord(**f) for f in data["files"]}
-        self.jobs = {j["id"]: JobRecord.load(j) for j in data["jobs"]}
-        self.models = {m["id"]: ModelRecord(**m) for m in data["models"]}
-        self.create_requests = dict(data.get("create_requests", {}))
+
+    # -- reading what other processes wrote --
+
+    def refresh(self) -> None:
+        """Take in the rows written since the last look, by this or another process."""
+        db = self._db
+        if db is None:
+            return
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return
+        self._data_version = version
+        for table in _TABLES:
+            rows = db.execute(
+                f"SELECT id, rev, record FROM {table} WHERE rev > ? ORDER BY rev",
+                (self._revs[table],),
+            ).fetchall()
+            for key, rev, text in rows:
+                self._take(table, key, None if text is None else json.loads(text))
+                self._revs[table] = rev
+        self.create_requests = dict(db.execute("SELECT route, count FROM create_requests"))
+
+    def _take(self, table: str, key: str, data: dict[str, Any] | None) -> None:
+        if table == "files":
+            if data is None:
+                self.files.pop(key, None)
+            else:
+                self.files[key] = from_json(FileRecord, data)
+        elif table == "jobs" and data is not None:
+            job = JobRecord.load(data)
+            known = self.jobs.get(key)
+            if known is None:
+                self.jobs[key] = job
+            else:  # in place: handlers and caches hold on to the record
+                known.__dict__.update(job.__dict__)
+        elif table == "models" and data is not None:
+            self.models[key] = from_json(ModelRecord, data)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
-def _write_atomic(path: Path, content: bytes) -> None:
-    # A crash mid-write must leave the previous state readable: write aside, then rename.
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def _open(state_dir: Path) -> sqlite3.Connection:
+    path = state_dir / DATABASE
+    if not path.exists():
+        if (state_dir / "state.json").exists():
+            raise ValueError(
+                f"{state_dir} holds the state of an older steprun (state.json); this steprun "
+                f"keeps format {FORMAT_VERSION} in {DATABASE}: start with an empty --state "
+                "directory"
+            )
+        with contextlib.suppress(FileExistsError):
+            os.close(private_file(path))  # SQLite gives its -wal and -shm files this mode
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(content)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        # A process that dies loses nothing; a power cut may lose the last changes, which
+        # a simulated backend can afford, and each write then costs no fsync.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        found = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        if found is None:
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (str(FORMAT_VERSION),))
+        elif found[0] != str(FORMAT_VERSION):
+            db.close()
+            raise ValueError(
+                f"{path} has state format {found[0]}, this steprun reads format "
+                f"{FORMAT_VERSION}; start with an empty --state directory"
+            )
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(
+            f"{path} cannot be used as the local backend's state ({exc}); move it aside or "
+            "start with an empty --state directory"
+        ) from None
+    return db
 
 
-__all__ = ["FORMAT_VERSION", "Api", "FileRecord", "JobRecord", "ModelRecord", "Pause", "Store"]
+__all__ = [
+    "DATABASE",
+    "FORMAT_VERSION",
+    "Api",
+    "FileRecord",
+    "JobRecord",
+    "ModelRecord",
+    "Pause",
+    "Record",
+    "Store",
+    "private_dir",
+    "private_file",
+]

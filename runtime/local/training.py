@@ -16,6 +16,7 @@ the system prompt it was given under), one per assistant turn.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,7 +48,12 @@ class TrainingData:
 
 def first_bad_line(content: bytes) -> int | None:
     """The first non-empty line that is not a JSON object, or None when all are."""
-    for number, line in enumerate(content.decode("utf-8", errors="replace").splitlines(), 1):
+    return first_bad_of(content.decode("utf-8", errors="replace").splitlines())
+
+
+def first_bad_of(lines: Iterable[str]) -> int | None:
+    """:func:`first_bad_line` of lines read one at a time (a file too big to hold)."""
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -156,6 +162,7 @@ __all__ = [
     "TrainingData",
     "chat_tokens",
     "first_bad_line",
+    "first_bad_of",
     "message_text",
     "parse",
 ]
