@@ -9,7 +9,7 @@ one for an internal error).
 from __future__ import annotations
 
 # Importing a command module registers its commands on the group.
-from . import catalog, control, inspect, run, serve
+from . import catalog, control, inspect, run, serve, service
 from .common import cli, parse_inputs
 
 
@@ -17,4 +17,14 @@ def main() -> None:
     cli(prog_name="steprun")
 
 
-__all__ = ["catalog", "cli", "control", "inspect", "main", "parse_inputs", "run", "serve"]
+__all__ = [
+    "catalog",
+    "cli",
+    "control",
+    "inspect",
+    "main",
+    "parse_inputs",
+    "run",
+    "serve",
+    "service",
+]

@@ -1,12 +1,12 @@
 """The HTTP step service as a Starlette app: ``build_app(ServiceSettings(...))``.
 
-    GET  /openapi.json                 the OpenAPI 3.1 document of this catalog
-    POST /v1/steps/{type}              run one step: {config, authorization, inputs}
-    POST /v1/runs                      start a durable run: {flow, inputs, callback_url}
-    GET  /v1/runs | /v1/runs/{id}      runs; one run with its steps and merge fields
-    POST /v1/runs/{id}/cancel          stop a run
-    GET  /v1/runs/{id}/events          server-sent events: log lines and reports, live
-    GET  /health                       no token needed; says nothing but "ok"
+GET  /openapi.json                 the OpenAPI 3.1 document of this catalog
+POST /v1/steps/{type}              run one step: {config, authorization, inputs}
+POST /v1/runs                      start a durable run: {flow, inputs, callback_url}
+GET  /v1/runs | /v1/runs/{id}      runs; one run with its steps and merge fields
+POST /v1/runs/{id}/cancel          stop a run
+GET  /v1/runs/{id}/events          server-sent events: log lines and reports, live
+GET  /health                       no token needed; says nothing but "ok"
 """
 
 from __future__ import annotations
@@ -307,7 +307,9 @@ def build_app(settings: ServiceSettings) -> TokenGuard:
         lifespan=lifespan,
         exception_handlers={
             404: lambda request, exc: error_response(404, "not_found", "no such route"),
-            405: lambda request, exc: error_response(405, "method_not_allowed", "method not allowed"),
+            405: lambda request, exc: error_response(
+                405, "method_not_allowed", "method not allowed"
+            ),
             500: lambda request, exc: error_response(
                 500, "internal_error", "the service failed; its log says why"
             ),

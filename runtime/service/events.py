@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from typing import Any
+from typing import IO, Any, cast
 
 from ..markers import hookimpl
 
@@ -50,9 +50,10 @@ class EventHub:
     def of(self, run_id: str) -> RunEvents:
         return self.runs.setdefault(run_id, RunEvents())
 
-    def console(self, run_id: str) -> io.TextIOBase:
+    def console(self, run_id: str) -> IO[str]:
         """A text stream for a run's console: each line becomes a ``log`` event."""
-        return _LineStream(self.of(run_id))
+        # A TextIOBase is an IO[str] at run time; typeshed does not say so.
+        return cast(IO[str], _LineStream(self.of(run_id)))
 
     @hookimpl
     def steprun_report(self, report: dict[str, Any]) -> None:

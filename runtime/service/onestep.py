@@ -39,7 +39,9 @@ def invalid(exc: InvalidInput) -> dict[str, Any]:
     if isinstance(exc, FlowInvalid):
         # A one-step flow is built from the request: its file and line mean nothing to
         # the caller, the config path does.
-        problems = [{"path": _step_path(p.path), "message": p.message} for p in exc.problems]
+        problems: list[dict[str, Any]] = [
+            {"path": _step_path(p.path), "message": p.message} for p in exc.problems
+        ]
         error["message"] = "; ".join(
             f"{p['path']}: {p['message']}" if p["path"] else p["message"] for p in problems
         )

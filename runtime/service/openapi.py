@@ -283,7 +283,10 @@ def build_openapi(runtime: Runtime, *, server_url: str | None = None) -> dict[st
             ],
             "responses": {
                 "200": _json(
-                    {"type": "object", "properties": {"data": {"type": "array", "items": _ref("Run")}}},
+                    {
+                        "type": "object",
+                        "properties": {"data": {"type": "array", "items": _ref("Run")}},
+                    },
                     "Runs, newest first.",
                 ),
                 **_errors(400, 401),

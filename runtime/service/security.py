@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Routes anyone on the machine may call: they say nothing about runs or secrets.
 PUBLIC_PATHS = frozenset({"/health"})
@@ -61,7 +61,7 @@ class TokenGuard:
 
 
 def _with_headers(send: Send) -> Send:
-    async def wrapped(message: dict[str, Any]) -> None:
+    async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
         await send(message)

@@ -27,14 +27,14 @@ CANARY = "sk-canary-" + "5e1d2c" * 6
 TOKEN = "test-token-" + "ab12" * 8
 
 
-def start_process(args: list[str], ready: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+def start_process(
+    args: list[str], ready: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     """Start ``steprun ARGS``; wait for its ready line on stderr; return it and its URL."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("STEPRUN_")}
     environ["STEPRUN_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     environ.update(env or {})
-    proc = subprocess.Popen(
-        [str(STEPRUN), *args], stderr=subprocess.PIPE, text=True, env=environ
-    )
+    proc = subprocess.Popen([str(STEPRUN), *args], stderr=subprocess.PIPE, text=True, env=environ)
     assert proc.stderr is not None
     seen = []
     deadline = time.monotonic() + 60
@@ -108,12 +108,29 @@ class Service:
 def make_service(tmp: Path, backend_url: str | None) -> Service:
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "token").write_text(TOKEN + "\n")
-    auth = {"local_api": {"provider": "openai", "api_key": "${env:CANARY_KEY}",
-                          "base_url": f"{backend_url}/v1", "max_retries": 0}} if backend_url else {}
+    auth = (
+        {
+            "local_api": {
+                "provider": "openai",
+                "api_key": "${env:CANARY_KEY}",
+                "base_url": f"{backend_url}/v1",
+                "max_retries": 0,
+            }
+        }
+        if backend_url
+        else {}
+    )
     (tmp / "auth.yaml").write_text(json.dumps(auth))
     args = [
-        "serve", "--port", "0", "--token-file", str(tmp / "token"),
-        "--authorizations", str(tmp / "auth.yaml"), "--state", str(tmp / "state" / "runs.db"),
+        "serve",
+        "--port",
+        "0",
+        "--token-file",
+        str(tmp / "token"),
+        "--authorizations",
+        str(tmp / "auth.yaml"),
+        "--state",
+        str(tmp / "state" / "runs.db"),
     ]
     env = {"CANARY_KEY": CANARY}
     proc, url = start_process(args, "steprun service listening", env)

@@ -73,7 +73,9 @@ def test_the_openapi_document_is_valid_and_has_one_operation_per_step_type(
     from steprun.runtime import Runtime
 
     catalog = set(Runtime(autoload=False).step_types)
-    operations = {p.removeprefix("/v1/steps/") for p in document["paths"] if p.startswith("/v1/steps/")}
+    operations = {
+        p.removeprefix("/v1/steps/") for p in document["paths"] if p.startswith("/v1/steps/")
+    }
     assert operations == catalog
     text = json.dumps(document)
     refs = {part.split('"')[0] for part in text.split('"$ref": "')[1:]}
@@ -130,7 +132,10 @@ def test_an_invalid_flow_is_refused_with_every_problem(service: Service) -> None
     with service.client() as client:
         response = client.post(
             "/v1/runs",
-            json={"flow": "flow: x\nsteps:\n  - id: a\n    type: core.nope\n  - id: b\n    type: core.set\n    config: {}\n"},
+            json={
+                "flow": "flow: x\nsteps:\n  - id: a\n    type: core.nope\n"
+                "  - id: b\n    type: core.set\n    config: {}\n"
+            },
         )
     assert response.status_code == 400
     problems = response.json()["error"]["problems"]
@@ -171,7 +176,7 @@ def test_a_run_over_http_with_live_events_and_a_signed_retried_callback(
     while len(receiver.deliveries) < 2:
         assert time.monotonic() < deadline, receiver.deliveries
         time.sleep(0.1)
-    (first, body1, status1), (second, body2, status2) = receiver.deliveries[:2]
+    (first, _body1, status1), (second, body2, status2) = receiver.deliveries[:2]
     assert (status1, status2) == (500, 204)
     assert first["webhook-id"] == second["webhook-id"] == f"msg_{run_id}"
     payload = Webhook(service.secret).verify(body2, second)
@@ -190,8 +195,17 @@ def test_cancel_stops_a_waiting_run(service: Service, backend: str) -> None:
     httpx.post(
         f"{origin}/_steprun/faults",
         headers={"authorization": f"Bearer {CANARY}"},
-        json={"faults": [{"path": "/v1/fine_tuning/jobs/*", "method": "GET", "kind": "latency",
-                          "seconds": 0.5, "times": 1000}]},
+        json={
+            "faults": [
+                {
+                    "path": "/v1/fine_tuning/jobs/*",
+                    "method": "GET",
+                    "kind": "latency",
+                    "seconds": 0.5,
+                    "times": 1000,
+                }
+            ]
+        },
     ).raise_for_status()
     try:
         with service.client() as client:

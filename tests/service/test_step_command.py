@@ -6,18 +6,26 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from .conftest import CANARY, STEPRUN
 
 
-def step(*args: str, stdin: str | None = None, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, dict, str]:
+def step(
+    *args: str, stdin: str | None = None, cwd: Path, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("STEPRUN_")}
     environ["STEPRUN_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     environ["STEPRUN_STATE"] = str(cwd / "state" / "runs.db")
     environ.update(env or {})
     proc = subprocess.run(
-        [str(STEPRUN), "step", *args], input=stdin, capture_output=True, text=True,
-        cwd=cwd, env=environ, timeout=60,
+        [str(STEPRUN), "step", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=environ,
+        timeout=60,
     )
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
     lines = proc.stdout.splitlines()
@@ -82,14 +90,28 @@ def test_a_named_authorization_reaches_the_api_and_its_key_never_shows(
     )
     env = {"KEY": CANARY, "WRONG": CANARY[::-1]}
     code, result, stderr = step(
-        "openai.list_fine_tuning_jobs", "--config", "{}", "--authorization", "good",
-        "--authorizations", str(auth), cwd=tmp_path, env=env,
+        "openai.list_fine_tuning_jobs",
+        "--config",
+        "{}",
+        "--authorization",
+        "good",
+        "--authorizations",
+        str(auth),
+        cwd=tmp_path,
+        env=env,
     )
     assert code == 0, result
     assert result["output"]["object"] == "list"
     code, result, stderr = step(
-        "openai.list_fine_tuning_jobs", "--config", "{}", "--authorization", "bad",
-        "--authorizations", str(auth), cwd=tmp_path, env=env,
+        "openai.list_fine_tuning_jobs",
+        "--config",
+        "{}",
+        "--authorization",
+        "bad",
+        "--authorizations",
+        str(auth),
+        cwd=tmp_path,
+        env=env,
     )
     assert code == 1
     assert result["error"]["status"] == 401
@@ -103,8 +125,14 @@ def test_an_unknown_authorization_name_lists_the_defined_ones(tmp_path: Path) ->
     auth = tmp_path / "auth.yaml"
     auth.write_text("prod:\n  provider: local\n")
     code, result, _ = step(
-        "core.set", "--config", '{"value": 1}', "--authorization", "prd",
-        "--authorizations", str(auth), cwd=tmp_path,
+        "core.set",
+        "--config",
+        '{"value": 1}',
+        "--authorization",
+        "prd",
+        "--authorizations",
+        str(auth),
+        cwd=tmp_path,
     )
     assert code == 2
     assert "'prd' is not defined" in result["error"]["message"]
