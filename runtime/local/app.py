@@ -28,14 +28,20 @@ def _model_routes(ctx: Context) -> list[Route]:
             {"id": m.id, "object": "model", "created": m.created, "owned_by": m.owned_by}
             for m in BASE_MODELS.values()
         ]
-        data += [m.view() for m in ctx.store.models.values() if not m.deleted]
+        for record in ctx.store.models.values():
+            if not record.deleted:
+                data += [record.view(), *fine_tuning.checkpoint_models(ctx, record)]
         return JSONResponse({"object": "list", "data": data})
 
     async def retrieve(request: Request) -> Response:
         model_id = request.path_params["model"]
         record = ctx.fine_tuned(model_id)
-        if record is not None and record.id == model_id:
-            return JSONResponse(record.view())
+        if record is not None:
+            if record.id == model_id:
+                return JSONResponse(record.view())
+            # A checkpoint of the model (fine_tuned resolved its name).
+            found = [m for m in fine_tuning.checkpoint_models(ctx, record) if m["id"] == model_id]
+            return JSONResponse(found[0])
         base = BASE_MODELS.get(model_id)
         if base is None:
             raise model_not_found(model_id)

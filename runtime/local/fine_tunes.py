@@ -22,7 +22,7 @@ from starlette.routing import Route
 from . import catalog, ids, jobs
 from .context import Context, json_body
 from .errors import invalid, job_not_found
-from .fine_tuning import check_count, check_format, checked_data
+from .job_checks import check_count, check_format, check_suffix, checked_data
 from .params import BOOLEAN, STRING, Param, check
 from .records import JobRecord
 from .sse import EventStream
@@ -80,6 +80,14 @@ def _base(ctx: Context, model: str) -> tuple[str, list[str]]:
 
 def create_fine_tune(ctx: Context, body: dict[str, Any], request_id: str | None) -> JobRecord:
     check(body, CREATE_PARAMS, required=("training_file",))
+    check_suffix(body.get("suffix"))
+    if body.get("compute_classification_metrics") and not body.get("validation_file"):
+        # The 2023 spec: "In order to compute classification metrics, you must provide a
+        # validation_file."
+        raise invalid(
+            "In order to compute classification metrics, you must provide a validation_file.",
+            param="validation_file",
+        )
     model = body.get("model") or "curie"
     root, inherited = _base(ctx, model)
     training_file = body["training_file"]

@@ -3,7 +3,6 @@ resume, events, checkpoints."""
 
 from __future__ import annotations
 
-import math
 import secrets
 from typing import Any
 
@@ -14,145 +13,20 @@ from starlette.routing import Route
 from . import catalog, ids, jobs
 from .context import Context, json_body, page, query_int
 from .errors import invalid, job_not_found
-from .params import ARRAY, METADATA, OBJECT, STRING, Param, check, check_value
-from .records import JobRecord
-from .training import TrainingData
+from .job_checks import (
+    CREATE_PARAMS,
+    auto_batch_size,
+    auto_epochs,
+    check_count,
+    check_format,
+    check_metadata,
+    check_suffix,
+    checked_data,
+)
+from .params import check
+from .records import JobRecord, ModelRecord
 
 CREATE_PATH = "/v1/fine_tuning/jobs"
-MIN_EXAMPLES = 10
-
-_INT_1_50 = Param(("integer",), minimum=1, maximum=50, auto=True)
-_BATCH = Param(("integer",), minimum=1, maximum=256, auto=True)
-_RATE = Param(("number",), minimum=0, exclusive_minimum=True, auto=True)
-_HYPER = Param(
-    ("object",),
-    fields={"batch_size": _BATCH, "learning_rate_multiplier": _RATE, "n_epochs": _INT_1_50},
-    open=False,
-)
-_DPO_HYPER = Param(
-    ("object",),
-    fields={
-        "batch_size": _BATCH,
-        "learning_rate_multiplier": _RATE,
-        "n_epochs": _INT_1_50,
-        "beta": Param(("number",), minimum=0, maximum=2, exclusive_minimum=True, auto=True),
-    },
-    open=False,
-)
-_WANDB = Param(
-    ("object",),
-    fields={"project": STRING, "name": STRING, "entity": STRING, "tags": ARRAY},
-    required=("project",),
-    open=False,
-)
-CREATE_PARAMS = {
-    "model": STRING,
-    "training_file": STRING,
-    "hyperparameters": _HYPER,
-    "suffix": Param(("string",), min_length=1, max_length=64),
-    "validation_file": STRING,
-    "integrations": Param(
-        ("array",),
-        items=Param(
-            ("object",),
-            fields={"type": Param(("string",), enum=("wandb",)), "wandb": _WANDB},
-            required=("type", "wandb"),
-            open=False,
-        ),
-    ),
-    "seed": Param(("integer",), minimum=0, maximum=2_147_483_647),
-    "method": Param(
-        ("object",),
-        fields={
-            "type": Param(("string",), enum=("supervised", "dpo", "reinforcement")),
-            "supervised": Param(("object",), fields={"hyperparameters": _HYPER}, open=False),
-            "dpo": Param(("object",), fields={"hyperparameters": _DPO_HYPER}, open=False),
-            "reinforcement": OBJECT,
-        },
-        required=("type",),
-        open=False,
-    ),
-    "metadata": METADATA,
-}
-
-
-def check_metadata(metadata: Any, name: str = "metadata") -> None:
-    """OpenAI's limits: 16 keys of up to 64 characters, string values up to 512."""
-    if metadata is None:
-        return
-    assert isinstance(metadata, dict)
-    if len(metadata) > 16:
-        raise invalid(
-            f"Invalid '{name}': too many properties. Expected an object with at most 16 "
-            f"properties, but got an object with {len(metadata)} properties instead.",
-            param=name,
-            code="object_above_max_properties",
-        )
-    for key, value in metadata.items():
-        check_value(f"{name}.{key}", value, Param(("string",), nullable=False, max_length=512))
-        if len(key) > 64:
-            raise invalid(
-                f"Invalid '{name}': key too long. Expected a key with maximum length 64, but "
-                f"got a key with length {len(key)} instead.",
-                param=name,
-                code="string_above_max_length",
-            )
-
-
-def auto_epochs(n_examples: int) -> int:
-    """OpenAI's default epochs: 3, more for small sets (at least ~100 examples seen),
-    fewer for big ones (at most ~25,000)."""
-    if n_examples * 3 < 100:
-        return min(25, math.ceil(100 / max(1, n_examples)))
-    if n_examples * 3 > 25_000:
-        return max(1, 25_000 // n_examples)
-    return 3
-
-
-def auto_batch_size(n_examples: int) -> int:
-    return max(1, min(256, round(n_examples * 0.002)))
-
-
-def checked_data(
-    ctx: Context, file_id: str, param: str, *, purpose: str = "fine-tune"
-) -> TrainingData:
-    """The parsed content of a training or validation file, after the file checks."""
-    record = ctx.store.files.get(file_id)
-    if record is None:
-        raise invalid(f"invalid {param}: {file_id}", param=param)
-    if record.purpose != purpose:
-        raise invalid(
-            f"File '{file_id}' has purpose '{record.purpose}', but must have purpose '{purpose}'",
-            param=param,
-        )
-    data = ctx.training_data(file_id)
-    if data.bad_line is not None:
-        raise invalid(
-            f"Invalid file format for Fine-Tuning API. Must be .jsonl: line {data.bad_line} "
-            f"of {file_id} is not a JSON object.",
-            param=param,
-            code="invalid_file_format",
-        )
-    return data
-
-
-def check_format(data: TrainingData, file_id: str, model: str, param: str, expected: str) -> None:
-    if data.format != expected:
-        raise invalid(
-            f"File {file_id} format is not compatible with model {model}",
-            param=param,
-            code="invalid_file_format",
-        )
-
-
-def check_count(data: TrainingData, file_id: str) -> None:
-    if data.n_examples < MIN_EXAMPLES:
-        raise invalid(
-            f"{file_id} has {data.n_examples} example(s), but must have at least "
-            f"{MIN_EXAMPLES} examples",
-            param="training_file",
-            code="invalid_n_examples",
-        )
 
 
 def _base(ctx: Context, model: str, method: str) -> tuple[str, str, catalog.Kind, list[str]]:
@@ -185,8 +59,19 @@ def _base(ctx: Context, model: str, method: str) -> tuple[str, str, catalog.Kind
 def create_job(ctx: Context, body: dict[str, Any], request_id: str | None) -> JobRecord:
     check(body, CREATE_PARAMS, required=("model", "training_file"))
     check_metadata(body.get("metadata"))
+    check_suffix(body.get("suffix"))
     method = body.get("method") or {"type": "supervised"}
     kind_of_method = method["type"]
+    in_method = (method.get(kind_of_method) or {}).get("hyperparameters")
+    if body.get("hyperparameters") is not None and in_method is not None:
+        # The spec deprecates `hyperparameters` in favour of `method`; given both, the
+        # backend does not pick one silently.
+        raise invalid(
+            f"Specify hyperparameters in 'method.{kind_of_method}.hyperparameters' only: the "
+            "top-level 'hyperparameters' is deprecated and cannot be combined with them.",
+            param="hyperparameters",
+            code="invalid_parameter_combination",
+        )
     reported, root, kind, inherited = _base(ctx, body["model"], kind_of_method)
     training_file = body["training_file"]
     data = checked_data(ctx, training_file, "training_file")
@@ -285,10 +170,9 @@ def view(job: JobRecord, now: float) -> dict[str, Any]:
         "trained_tokens": job.tokens_per_epoch * job.n_epochs if succeeded else None,
         "error": job.error if status == "failed" else None,
         "seed": job.seed,
+        # The spec: null unless the job is running.
         "estimated_finish": (
-            int(jobs.wall_time(job, jobs.end_work(job)))
-            if status in ("validating_files", "queued", "running")
-            else None
+            int(jobs.wall_time(job, jobs.end_work(job))) if status == "running" else None
         ),
         "integrations": job.integrations or [],
         "metadata": job.metadata,
@@ -319,6 +203,24 @@ def checkpoint_view(job: JobRecord, checkpoint: jobs.Checkpoint) -> dict[str, An
         "metrics": checkpoint.metrics,
         "step_number": checkpoint.step,
     }
+
+
+def checkpoint_models(ctx: Context, record: ModelRecord) -> list[dict[str, Any]]:
+    """The ``model`` objects of a fine-tuned model's earlier checkpoints (each can be
+    requested, retrieved and listed like the model; the last checkpoint is the model)."""
+    job = ctx.store.jobs.get(record.job_id)
+    if job is None or job.api != "fine_tuning":
+        return []
+    return [
+        {
+            "id": checkpoint.model,
+            "object": "model",
+            "created": int(checkpoint.created_at),
+            "owned_by": record.owned_by,
+        }
+        for checkpoint in jobs.checkpoints(job, ctx.now())
+        if checkpoint.model != record.id
+    ]
 
 
 def _metadata_filter(request: Request) -> dict[str, str] | None:
@@ -445,15 +347,8 @@ def routes(ctx: Context) -> list[Route]:
 
 
 __all__ = [
-    "CREATE_PARAMS",
     "CREATE_PATH",
-    "MIN_EXAMPLES",
-    "auto_batch_size",
-    "auto_epochs",
-    "check_count",
-    "check_format",
-    "check_metadata",
-    "checked_data",
+    "checkpoint_models",
     "create_job",
     "event_view",
     "routes",

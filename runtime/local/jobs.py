@@ -26,13 +26,13 @@ fine-tuned model.
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from . import ids
 from .records import FileRecord, JobRecord, ModelRecord, Pause
+from .results import metrics, result_file
 from .state import Store
 
 VALIDATED = 0.10
@@ -42,7 +42,7 @@ TRAINED = 0.90
 # still has every step.
 MAX_METRICS_EVENTS = 200
 TERMINAL = ("succeeded", "failed", "cancelled")
-RESULT_COLUMNS = ("step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
+KEPT_CHECKPOINTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,56 +103,6 @@ def end_work(job: JobRecord) -> float:
     return failing if failing is not None else job.duration
 
 
-# --- metrics ---------------------------------------------------------------------------------
-
-
-def _unit(job: JobRecord, *parts: object) -> float:
-    """A deterministic number in [0, 1) for this job and ``parts``."""
-    return zlib.crc32(":".join(map(str, (job.id, job.seed, *parts))).encode()) / 2**32
-
-
-def metrics(job: JobRecord, step: int) -> dict[str, float]:
-    """Training metrics at a step: a decaying loss curve with a little seeded noise."""
-    progress = step / job.total_steps
-    start = 1.6 + 0.8 * _unit(job, "start")
-    floor = 0.05 + 0.15 * _unit(job, "floor")
-    decay = math.exp(-4.0 * progress)
-    noise = _unit(job, "loss", step) - 0.5
-    loss = max(0.01, floor + (start - floor) * decay + 0.08 * noise * (1 - 0.5 * progress))
-    accuracy = 0.45 + 0.5 * (1 - decay) + 0.04 * (_unit(job, "acc", step) - 0.5)
-    values = {
-        "step": step,
-        "train_loss": round(loss, 5),
-        "train_mean_token_accuracy": round(min(1.0, max(0.0, accuracy)), 5),
-    }
-    if job.validation_file is not None:
-        valid_noise = _unit(job, "valid", step) - 0.5
-        values["valid_loss"] = round(max(0.01, loss * 1.07 + 0.05 * valid_noise), 5)
-        values["valid_mean_token_accuracy"] = round(min(1.0, max(0.0, accuracy - 0.02)), 5)
-    return values
-
-
-def result_csv(job: JobRecord) -> bytes:
-    """The result file: one row of metrics per step, as OpenAI's ``step_metrics.csv``."""
-    lines = [",".join(RESULT_COLUMNS)]
-    for step in range(1, job.total_steps + 1):
-        values = metrics(job, step)
-        lines.append(
-            ",".join(
-                [
-                    str(step),
-                    f"{values['train_loss']:.5f}",
-                    f"{values['train_mean_token_accuracy']:.5f}",
-                    f"{values['valid_loss']:.5f}" if "valid_loss" in values else "",
-                    f"{values['valid_mean_token_accuracy']:.5f}"
-                    if "valid_mean_token_accuracy" in values
-                    else "",
-                ]
-            )
-        )
-    return ("\n".join(lines) + "\n").encode()
-
-
 def step_work(job: JobRecord, step: int) -> float:
     return job.duration * (STARTED + (TRAINED - STARTED) * step / job.total_steps)
 
@@ -169,6 +119,12 @@ def epoch_steps(job: JobRecord) -> list[int]:
     return [
         min(job.total_steps, epoch * job.steps_per_epoch) for epoch in range(1, job.n_epochs + 1)
     ]
+
+
+def checkpoint_steps(job: JobRecord) -> list[int]:
+    """The epochs that leave a checkpoint: OpenAI keeps those of the last 3, the final one
+    being the fine-tuned model itself."""
+    return epoch_steps(job)[-KEPT_CHECKPOINTS:]
 
 
 # --- the plans -------------------------------------------------------------------------------
@@ -190,7 +146,7 @@ def _current_plan(job: JobRecord) -> list[Moment]:
         ),
         Moment(STARTED * duration, "started", "Fine-tuning job started", status="running"),
     ]
-    checkpoints = set(epoch_steps(job)[:-1])
+    checkpoints = set(checkpoint_steps(job)[:-1])
     for step in reported_steps(job):
         values = metrics(job, step)
         message = f"Step {step}/{job.total_steps}: training loss={values['train_loss']:.2f}"
@@ -333,10 +289,11 @@ class Checkpoint:
 
 
 def checkpoints(job: JobRecord, now: float) -> list[Checkpoint]:
-    """One checkpoint per finished epoch, oldest first; the last one is the model itself."""
+    """One checkpoint per finished epoch of the last 3, oldest first; the last one is the
+    model itself."""
     done = work_done(job, now)
     found = []
-    ends = epoch_steps(job)
+    ends = checkpoint_steps(job)
     for step in ends:
         work = step_work(job, step)
         if work > done:
@@ -404,7 +361,7 @@ def settle(store: Store, job: JobRecord, now: float) -> bool:
         bytes=0,
         created_at=finished,
     )
-    content = result_csv(job)
+    content = result_file(job)
     result.bytes = len(content)
     job.result_file = result.id
     model = ModelRecord(
@@ -439,20 +396,19 @@ def cancel(store: Store, job: JobRecord, now: float) -> None:
 
 
 __all__ = [
-    "RESULT_COLUMNS",
+    "KEPT_CHECKPOINTS",
     "TERMINAL",
     "Checkpoint",
     "Event",
     "Moment",
     "cancel",
+    "checkpoint_steps",
     "checkpoints",
     "end_work",
     "events",
     "is_paused",
-    "metrics",
     "pause",
     "plan",
-    "result_csv",
     "resume",
     "settle",
     "status",

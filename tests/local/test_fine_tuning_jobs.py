@@ -178,7 +178,7 @@ def test_invalid_json_body(api: httpx.Client) -> None:
 
 
 def test_a_new_job_is_validating_its_files_with_auto_hyperparameters(
-    create_job: CreateJob, clock: FakeClock
+    api: httpx.Client, create_job: CreateJob, clock: FakeClock
 ) -> None:
     job = create_job(suffix="support-bot", seed=7, metadata={"team": "support"})
     assert job["id"].startswith("ftjob-")
@@ -190,7 +190,12 @@ def test_a_new_job_is_validating_its_files_with_auto_hyperparameters(
     assert job["trained_tokens"] is None
     assert job["seed"] == 7
     assert job["metadata"] == {"team": "support"}
-    assert job["estimated_finish"] == int(clock.now + JOB_SECONDS)
+    # The spec: null unless the job is running (issue 10).
+    assert job["estimated_finish"] is None
+    assert job_at(api, clock, job["id"], JOB_SECONDS * 0.15)["estimated_finish"] is None
+    assert job_at(api, clock, job["id"], JOB_SECONDS * 0.1)["estimated_finish"] == int(
+        job["created_at"] + JOB_SECONDS
+    )
     assert job["hyperparameters"] == {
         "batch_size": "auto",
         "learning_rate_multiplier": "auto",
@@ -350,15 +355,25 @@ def test_one_checkpoint_per_epoch_the_last_being_the_model(
     assert (page["first_id"], page["last_id"]) == (checkpoints[0]["id"], checkpoints[-1]["id"])
 
 
-def test_checkpoints_appear_as_epochs_end(
+def test_checkpoints_of_the_last_three_epochs_appear_as_they_end(
     api: httpx.Client, create_job: CreateJob, clock: FakeClock
 ) -> None:
-    job = create_job()
+    job = create_job()  # 12 examples: 9 epochs of 12 steps
     url = f"/v1/fine_tuning/jobs/{job['id']}/checkpoints"
     assert api.get(url).json()["data"] == []
-    clock.advance(JOB_SECONDS * 0.6)
+    # Training runs from 20% to 90% of the job's time; epoch 8 ends at 20 + 70 * 8/9 %.
+    clock.advance(JOB_SECONDS * 0.85)
     midway = api.get(url).json()["data"]
-    assert 0 < len(midway) < 9
+    assert [c["step_number"] for c in midway] == [96, 84]
+    clock.advance(JOB_SECONDS)
+    # OpenAI keeps the checkpoints of the last 3 epochs, not one per epoch (issue 10).
+    done = api.get(url).json()["data"]
+    assert [c["step_number"] for c in done] == [108, 96, 84]
+    events = [e["message"] for e in events_of(api, job["id"])]
+    assert [m for m in events if m.startswith("Checkpoint created")] == [
+        "Checkpoint created at step 84",
+        "Checkpoint created at step 96",
+    ]
 
 
 def test_validation_file_adds_validation_metrics(
