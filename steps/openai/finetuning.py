@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import httpx
+
 from steprun.runtime.errors import StepError
 
 from .client import ApiResponse, OpenAIClient, path_segment
 
 Api = Literal["current", "legacy"]
+OPENAI_HOST = "api.openai.com"
 
 CURRENT_PREFIX = "ftjob-"
 LEGACY_PREFIX = "ft-"
@@ -52,6 +55,29 @@ def current_only(api: Api, what: str, step: str) -> None:
             "`api: legacy`",
             type="invalid_config",
             code="unsupported_by_legacy_api",
+            param="api",
+            step=step,
+        )
+
+
+LEGACY_SHUTDOWN_NOTE = (
+    "which OpenAI shut down, with its ada, babbage, curie and davinci models, on 2024-01-04"
+)
+
+
+def refuse_legacy_on_openai(base_url: str, step: str | None) -> None:
+    """The legacy API answers only a bare 404 at OpenAI since its shutdown: say why instead.
+
+    The legacy steps stay for OpenAI-compatible servers that still speak that API.
+    """
+    if httpx.URL(base_url).host == OPENAI_HOST:
+        raise StepError(
+            f"the legacy /v1/fine-tunes API ({LEGACY_SHUTDOWN_NOTE}) no longer exists at "
+            f"{OPENAI_HOST}: drop `api: legacy` to use today's /v1/fine_tuning/jobs (babbage-002 "
+            "and davinci-002 replace the legacy completion models); api: legacy is kept for "
+            "servers that still speak the 2023 API",
+            type="invalid_config",
+            code="legacy_api_shut_down",
             param="api",
             step=step,
         )
@@ -113,6 +139,8 @@ def job_summary(job: Mapping[str, Any]) -> str:
 __all__ = [
     "CURRENT_PREFIX",
     "LEGACY_PREFIX",
+    "LEGACY_SHUTDOWN_NOTE",
+    "OPENAI_HOST",
     "TERMINAL",
     "Api",
     "current_only",
@@ -120,5 +148,6 @@ __all__ = [
     "job_path",
     "job_summary",
     "list_items",
+    "refuse_legacy_on_openai",
     "result_format",
 ]

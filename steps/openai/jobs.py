@@ -21,6 +21,7 @@ from steprun.runtime.step import StepContext, StepType
 
 from .client import ApiResponse, OpenAIClient
 from .finetuning import (
+    LEGACY_SHUTDOWN_NOTE,
     TERMINAL,
     Api,
     current_only,
@@ -28,6 +29,7 @@ from .finetuning import (
     job_path,
     job_summary,
     list_items,
+    refuse_legacy_on_openai,
     result_format,
 )
 from .reconcile import Settler, describe
@@ -213,6 +215,7 @@ async def create_fine_tuning_job(config: dict[str, Any], context: StepContext) -
             **{EXECUTION_KEY: execution},
         )
     else:
+        refuse_legacy_on_openai(client.base_url, context.step_id)
         saved = context.saved.get("legacy_started_at") if context.resumed else None
         resuming = isinstance(saved, int | float)
         # A resumed attempt keeps the earliest start: a late job of the first still matches.
@@ -364,13 +367,14 @@ async def resume_fine_tuning_job(config: dict[str, Any], context: StepContext) -
 STEP_TYPES: list[StepType] = [
     StepType(
         type="openai.create_fine_tuning_job",
-        title="Create fine-tuning job",
+        title="Create fine-tuning job (api: legacy = /fine-tunes, shut down by OpenAI 2024-01-04)",
         version="1.0.0",
         run=create_fine_tuning_job,
         effect="reconcile",
         description=(
-            "Start a fine-tuning job (today's API, or the legacy /fine-tunes with api: legacy); "
-            "never creates a duplicate when a request's outcome is unknown."
+            "Start a fine-tuning job (today's API, or the legacy /fine-tunes with api: legacy, "
+            f"{LEGACY_SHUTDOWN_NOTE}); never creates a duplicate when a request's outcome is "
+            "unknown."
         ),
     ),
     StepType(
