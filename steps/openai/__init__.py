@@ -2,9 +2,9 @@
 
 Check the data, upload it, create the job (today's API or the legacy ``/fine-tunes``),
 retrieve, list, watch events and checkpoints, pause, resume, wait, cancel, ask the
-fine-tuned model, delete it. Every step talks through one careful client
-(:mod:`.client`): retries as the official SDK does them, structured errors, SSE, and no
-job created twice.
+fine-tuned model, download what a job produced, delete it. Every step talks through one
+careful client (:mod:`.client`): retries as the official SDK does them, structured errors,
+SSE, and no job created twice.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 from steprun.runtime.markers import hookimpl
 from steprun.runtime.step import StepType
 
-from . import completions, events, files, jobs, models, training_data, wait
+from . import completions, download, events, files, jobs, models, training_data, wait
 
-_MODULES = (training_data, files, jobs, events, wait, completions, models)
+_MODULES = (training_data, files, download, jobs, events, wait, completions, models)
 
 
 @hookimpl
