@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from . import chat, completions, control, files, fine_tunes, fine_tuning
+from . import chat, completions, control, files, fine_tunes, fine_tuning, graders, permissions
 from .catalog import BASE_MODELS
 from .context import Context
 from .errors import APIError, invalid_url, model_not_found, server_error
@@ -101,6 +101,8 @@ def build_app(ctx: Context) -> ASGIApp:
             *fine_tunes.routes(ctx),
             *completions.routes(ctx),
             *chat.routes(ctx),
+            *graders.routes(ctx),
+            *permissions.routes(ctx),
             *_model_routes(ctx),
             *control.routes(ctx),
         ],

@@ -38,6 +38,9 @@ BASE_MODELS: dict[str, BaseModel] = {
         BaseModel("gpt-4.1-mini", 1744318173, "chat", alias_of="gpt-4.1-mini-2025-04-14"),
         BaseModel("gpt-4.1-nano-2025-04-14", 1744321025, "chat", "current"),
         BaseModel("gpt-4.1-nano", 1744321707, "chat", alias_of="gpt-4.1-nano-2025-04-14"),
+        # The reasoning model OpenAI offers for reinforcement fine-tuning (and only that).
+        BaseModel("o4-mini-2025-04-16", 1744133506, "chat", "current"),
+        BaseModel("o4-mini", 1744225351, "chat", alias_of="o4-mini-2025-04-16"),
         BaseModel("gpt-3.5-turbo-0125", 1706048358, "chat", "current"),
         BaseModel("gpt-3.5-turbo-1106", 1698959748, "chat", "current"),
         BaseModel(
@@ -55,6 +58,8 @@ BASE_MODELS: dict[str, BaseModel] = {
 }
 
 LEGACY_BASES = ("ada", "babbage", "curie", "davinci")
+# Models that fine-tune with method reinforcement (and with no other method).
+REINFORCEMENT = ("o4-mini-2025-04-16",)
 # Dollars per 1K training tokens in the 2023 price list; the legacy API reports a cost event.
 LEGACY_PRICES = {"ada": 0.0004, "babbage": 0.0006, "curie": 0.003, "davinci": 0.03}
 
@@ -67,4 +72,12 @@ def resolve(model_id: str) -> BaseModel | None:
     return model
 
 
-__all__ = ["BASE_MODELS", "LEGACY_BASES", "LEGACY_PRICES", "BaseModel", "Kind", "resolve"]
+__all__ = [
+    "BASE_MODELS",
+    "LEGACY_BASES",
+    "LEGACY_PRICES",
+    "REINFORCEMENT",
+    "BaseModel",
+    "Kind",
+    "resolve",
+]

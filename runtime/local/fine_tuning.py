@@ -13,6 +13,7 @@ from starlette.routing import Route
 from . import catalog, ids, jobs
 from .context import Context, json_body, page, query_int
 from .errors import invalid, job_not_found
+from .graders import validate_grader
 from .job_checks import (
     CREATE_PARAMS,
     auto_batch_size,
@@ -47,7 +48,10 @@ def _base(ctx: Context, model: str, method: str) -> tuple[str, str, catalog.Kind
         if base is None or base.tunable != "current":
             raise unavailable
         reported, root, kind, inherited = base.id, base.id, base.kind, []
-    if method == "reinforcement" or (method == "dpo" and kind != "chat"):
+    # Reinforcement fine-tunes only the reasoning models that offer it, and those only so.
+    reinforced = catalog.resolve(root)
+    offers_rft = reinforced is not None and reinforced.id in catalog.REINFORCEMENT
+    if (method == "reinforcement") != offers_rft or (method == "dpo" and kind != "chat"):
         raise invalid(
             f"Model {model} is not available for {method} fine-tuning.",
             param="method.type",
@@ -73,6 +77,8 @@ def create_job(ctx: Context, body: dict[str, Any], request_id: str | None) -> Jo
             code="invalid_parameter_combination",
         )
     reported, root, kind, inherited = _base(ctx, body["model"], kind_of_method)
+    if kind_of_method == "reinforcement":
+        validate_grader(method["reinforcement"]["grader"], "method.reinforcement.grader")
     training_file = body["training_file"]
     data = checked_data(ctx, training_file, "training_file")
     validation_file = body.get("validation_file")
@@ -94,6 +100,10 @@ def create_job(ctx: Context, body: dict[str, Any], request_id: str | None) -> Jo
         requested.setdefault(name, "auto")
     if kind_of_method == "dpo":
         requested.setdefault("beta", "auto")
+    if kind_of_method == "reinforcement":
+        for name in ("compute_multiplier", "eval_interval", "eval_samples"):
+            requested.setdefault(name, "auto")
+        requested.setdefault("reasoning_effort", "default")
     n_epochs = requested["n_epochs"]
     batch_size = requested["batch_size"]
     rate = requested["learning_rate_multiplier"]
@@ -129,6 +139,8 @@ def create_job(ctx: Context, body: dict[str, Any], request_id: str | None) -> Jo
     )
     if kind_of_method == "dpo":
         job.extra["beta"] = 0.1 if requested["beta"] == "auto" else float(requested["beta"])
+    if kind_of_method == "reinforcement":
+        job.extra["grader"] = method["reinforcement"]["grader"]
     ctx.store.save(job)
     return job
 
@@ -143,6 +155,12 @@ def _hyperparameters(job: JobRecord, resolved: bool) -> dict[str, Any]:
     }
     if job.method == "dpo":
         values["beta"] = job.extra["beta"]
+    if job.method == "reinforcement":
+        # What the simulation does not resolve is reported as requested.
+        values |= {
+            key: job.requested[key]
+            for key in ("compute_multiplier", "eval_interval", "eval_samples", "reasoning_effort")
+        }
     return values
 
 
@@ -153,7 +171,14 @@ def view(job: JobRecord, now: float) -> dict[str, Any]:
     resolved = status not in ("validating_files", "queued")
     hyper = _hyperparameters(job, resolved)
     succeeded = status == "succeeded"
-    plain = {k: v for k, v in hyper.items() if k != "beta"}
+    plain = {
+        k: v
+        for k, v in hyper.items()
+        if k in ("batch_size", "learning_rate_multiplier", "n_epochs")
+    }
+    method: dict[str, Any] = {"hyperparameters": hyper}
+    if job.method == "reinforcement":
+        method["grader"] = job.extra["grader"]
     return {
         "object": "fine_tuning.job",
         "id": job.id,
@@ -177,7 +202,7 @@ def view(job: JobRecord, now: float) -> dict[str, Any]:
         "integrations": job.integrations or [],
         "metadata": job.metadata,
         "user_provided_suffix": job.suffix,
-        "method": {"type": job.method, job.method: {"hyperparameters": hyper}},
+        "method": {"type": job.method, job.method: method},
     }
 
 

@@ -33,6 +33,21 @@ _DPO_HYPER = Param(
     },
     open=False,
 )
+_RFT_HYPER = Param(
+    ("object",),
+    fields={
+        "batch_size": _BATCH,
+        "learning_rate_multiplier": _RATE,
+        "n_epochs": _INT_1_50,
+        "reasoning_effort": Param(("string",), enum=("default", "low", "medium", "high")),
+        "compute_multiplier": Param(
+            ("number",), minimum=0.00001, maximum=10, exclusive_minimum=True, auto=True
+        ),
+        "eval_interval": Param(("integer",), minimum=1, auto=True),
+        "eval_samples": Param(("integer",), minimum=1, auto=True),
+    },
+    open=False,
+)
 _WANDB = Param(
     ("object",),
     fields={"project": STRING, "name": STRING, "entity": STRING, "tags": ARRAY},
@@ -61,7 +76,12 @@ CREATE_PARAMS = {
             "type": Param(("string",), enum=("supervised", "dpo", "reinforcement")),
             "supervised": Param(("object",), fields={"hyperparameters": _HYPER}, open=False),
             "dpo": Param(("object",), fields={"hyperparameters": _DPO_HYPER}, open=False),
-            "reinforcement": OBJECT,
+            "reinforcement": Param(
+                ("object",),
+                fields={"grader": OBJECT, "hyperparameters": _RFT_HYPER, "response_format": OBJECT},
+                required=("grader",),
+                open=False,
+            ),
         },
         required=("type",),
         open=False,
