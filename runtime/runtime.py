@@ -96,6 +96,10 @@ class Runtime:
         self._http: httpx.AsyncClient | None = None
         self._local: LocalBackend | None = None  # the embedded backend, created on first use
         self._local_options: dict[str, Any] = {}
+        # Where the embedded backend keeps its files and jobs when no authorization names a
+        # `state:` folder; None keeps them in memory. The CLI sets it beside the run store,
+        # so that a run resumed by another process finds its jobs.
+        self.local_state: Path | None = None
         # Rendered configs known to be valid (see _config_problem); validators live as long
         # as the runtime, so their ids are stable keys.
         self._valid_configs: set[tuple[int, str]] = set()
@@ -112,6 +116,9 @@ class Runtime:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self._local is not None:
+            self._local.close()
+            self._local = None
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -139,7 +146,7 @@ class Runtime:
         if self._local is None:
             from .local import LocalBackend
 
-            self._local = LocalBackend(**self._local_options)
+            self._local = LocalBackend(**{"state_dir": self.local_state, **self._local_options})
         return self._local
 
     # -- flows -----------------------------------------------------------------------
@@ -405,7 +412,11 @@ class Runtime:
                 where = f"{flow.file}:{line}" if line else flow.file
                 raise SecretError(f"{where}: {exc}") from None
             if resolved[name].is_local and self._local is None:
-                self._local_options.update(resolved[name].options)
+                options = dict(resolved[name].options)
+                if "state" in options:  # a folder, relative to the flow file's
+                    folder = Path(str(options.pop("state"))).expanduser()
+                    options["state_dir"] = flow.base_dir / folder
+                self._local_options.update(options)
         return resolved
 
 

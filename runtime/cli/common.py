@@ -140,11 +140,20 @@ def session(auth_file: Path | None) -> tuple[Any, dict[str, Any] | None]:
     return runtime, extra
 
 
+# The folder, beside the run store, where `provider: local` keeps its files and jobs.
+LOCAL_STATE = "local-backend"
+
+
 def drive(runtime: Any, state_path: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``work(store)`` in an event loop, closing the runtime's client and the store."""
+    """Run ``work(store)`` in an event loop, closing the runtime's client and the store.
+
+    The embedded backend keeps its state beside the store: a run killed while its job
+    trains, resumed or cancelled by another process, finds the same job there.
+    """
     import asyncio
 
     store = open_store(state_path)
+    runtime.local_state = store.path.parent / LOCAL_STATE
 
     async def main() -> T:
         try:
@@ -162,6 +171,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INVALID",
     "EXIT_OK",
+    "LOCAL_STATE",
     "LOG_LEVEL_OPTION",
     "STATE_OPTION",
     "authorizations_option",
