@@ -7,6 +7,8 @@ router, whose exception handlers answer every error in OpenAI's shape.
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -15,22 +17,41 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from . import chat, completions, control, files, fine_tunes, fine_tuning, graders, permissions
-from .catalog import BASE_MODELS
+from .catalog import BASE_MODELS, BaseModel, shutdown_date
 from .context import Context
 from .errors import APIError, invalid_url, model_not_found, server_error
 from .faults import FaultMiddleware
 from .middleware import MAX_IN_FLIGHT, Accounting, ApiKeyCheck, ResponseHeaders
+from .records import ModelRecord
+
+
+def _base_view(model: BaseModel) -> dict[str, Any]:
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": model.created,
+        "owned_by": model.owned_by,
+        "shutdown_date": shutdown_date(model.id),
+    }
+
+
+def _with_shutdown(view: dict[str, Any], record: ModelRecord) -> dict[str, Any]:
+    # A fine-tuned model (and each checkpoint) shuts down with its base (OpenAI's
+    # deprecations page).
+    return {**view, "shutdown_date": shutdown_date(record.root)}
+
+
+def _tuned_view(record: ModelRecord) -> dict[str, Any]:
+    return _with_shutdown(record.view(), record)
 
 
 def _model_routes(ctx: Context) -> list[Route]:
     async def listing(request: Request) -> Response:
-        data = [
-            {"id": m.id, "object": "model", "created": m.created, "owned_by": m.owned_by}
-            for m in BASE_MODELS.values()
-        ]
+        data = [_base_view(m) for m in BASE_MODELS.values()]
         for record in ctx.store.models.values():
             if not record.deleted:
-                data += [record.view(), *fine_tuning.checkpoint_models(ctx, record)]
+                checkpoints = fine_tuning.checkpoint_models(ctx, record)
+                data += [_tuned_view(record), *(_with_shutdown(m, record) for m in checkpoints)]
         return JSONResponse({"object": "list", "data": data})
 
     async def retrieve(request: Request) -> Response:
@@ -38,16 +59,14 @@ def _model_routes(ctx: Context) -> list[Route]:
         record = ctx.fine_tuned(model_id)
         if record is not None:
             if record.id == model_id:
-                return JSONResponse(record.view())
+                return JSONResponse(_tuned_view(record))
             # A checkpoint of the model (fine_tuned resolved its name).
             found = [m for m in fine_tuning.checkpoint_models(ctx, record) if m["id"] == model_id]
-            return JSONResponse(found[0])
+            return JSONResponse(_with_shutdown(found[0], record))
         base = BASE_MODELS.get(model_id)
         if base is None:
             raise model_not_found(model_id)
-        return JSONResponse(
-            {"id": base.id, "object": "model", "created": base.created, "owned_by": base.owned_by}
-        )
+        return JSONResponse(_base_view(base))
 
     async def delete(request: Request) -> Response:
         model_id = request.path_params["model"]

@@ -5,6 +5,13 @@
 API may fine-tune it: ``current`` (/fine_tuning/jobs) or ``legacy`` (/fine-tunes).
 Aliases resolve to a dated snapshot, as the API reports ``gpt-4o-mini-2024-07-18`` for a
 job created with ``gpt-4o-mini``.
+
+``shutdown_date`` is OpenAI's own (``GET /v1/models`` reports it), from its deprecations
+page (developers.openai.com/api/docs/deprecations, as of 2026-11): the four snapshots that
+can still be fine-tuned shut down on 2027-01-14, gpt-3.5-turbo-0125, gpt-4.1-nano and
+o4-mini on 2026-10-23, the GPT-3 bases of the legacy API on 2024-01-04; None where no date
+has been announced. This backend serves every model whatever the date: its models are not subject
+to OpenAI's shutdowns, it reports them so that flows can plan for them.
 """
 
 from __future__ import annotations
@@ -23,25 +30,35 @@ class BaseModel:
     tunable: Literal["current", "legacy", None] = None
     owned_by: str = "system"
     alias_of: str | None = None
+    shutdown_date: str | None = None  # YYYY-MM-DD, as the API spells it
 
+
+# OpenAI's shutdown dates (see the module docstring).
+_JAN_2027 = "2027-01-14"
+_OCT_2026 = "2026-10-23"
+_JAN_2024 = "2024-01-04"
 
 BASE_MODELS: dict[str, BaseModel] = {
     model.id: model
     for model in (
-        BaseModel("gpt-4o-mini-2024-07-18", 1721172717, "chat", "current"),
+        BaseModel("gpt-4o-mini-2024-07-18", 1721172717, "chat", "current", shutdown_date=_JAN_2027),
         BaseModel("gpt-4o-mini", 1721172741, "chat", alias_of="gpt-4o-mini-2024-07-18"),
-        BaseModel("gpt-4o-2024-08-06", 1722814719, "chat", "current"),
+        BaseModel("gpt-4o-2024-08-06", 1722814719, "chat", "current", shutdown_date=_JAN_2027),
         BaseModel("gpt-4o", 1715367049, "chat", alias_of="gpt-4o-2024-08-06"),
-        BaseModel("gpt-4.1-2025-04-14", 1744315746, "chat", "current"),
+        BaseModel("gpt-4.1-2025-04-14", 1744315746, "chat", "current", shutdown_date=_JAN_2027),
         BaseModel("gpt-4.1", 1744316542, "chat", alias_of="gpt-4.1-2025-04-14"),
-        BaseModel("gpt-4.1-mini-2025-04-14", 1744317547, "chat", "current"),
+        BaseModel(
+            "gpt-4.1-mini-2025-04-14", 1744317547, "chat", "current", shutdown_date=_JAN_2027
+        ),
         BaseModel("gpt-4.1-mini", 1744318173, "chat", alias_of="gpt-4.1-mini-2025-04-14"),
-        BaseModel("gpt-4.1-nano-2025-04-14", 1744321025, "chat", "current"),
+        BaseModel(
+            "gpt-4.1-nano-2025-04-14", 1744321025, "chat", "current", shutdown_date=_OCT_2026
+        ),
         BaseModel("gpt-4.1-nano", 1744321707, "chat", alias_of="gpt-4.1-nano-2025-04-14"),
         # The reasoning model OpenAI offers for reinforcement fine-tuning (and only that).
-        BaseModel("o4-mini-2025-04-16", 1744133506, "chat", "current"),
+        BaseModel("o4-mini-2025-04-16", 1744133506, "chat", "current", shutdown_date=_OCT_2026),
         BaseModel("o4-mini", 1744225351, "chat", alias_of="o4-mini-2025-04-16"),
-        BaseModel("gpt-3.5-turbo-0125", 1706048358, "chat", "current"),
+        BaseModel("gpt-3.5-turbo-0125", 1706048358, "chat", "current", shutdown_date=_OCT_2026),
         BaseModel("gpt-3.5-turbo-1106", 1698959748, "chat", "current"),
         BaseModel(
             "gpt-3.5-turbo", 1677610602, "chat", owned_by="openai", alias_of="gpt-3.5-turbo-0125"
@@ -50,10 +67,28 @@ BASE_MODELS: dict[str, BaseModel] = {
         BaseModel("babbage-002", 1692634615, "completion", "current"),
         BaseModel("davinci-002", 1692634301, "completion", "current"),
         # The 2023 /fine-tunes API trained these four.
-        BaseModel("ada", 1649357491, "completion", "legacy", owned_by="openai"),
-        BaseModel("babbage", 1649358449, "completion", "legacy", owned_by="openai"),
-        BaseModel("curie", 1649359874, "completion", "legacy", owned_by="openai"),
-        BaseModel("davinci", 1649359874, "completion", "legacy", owned_by="openai"),
+        BaseModel(
+            "ada", 1649357491, "completion", "legacy", owned_by="openai", shutdown_date=_JAN_2024
+        ),
+        BaseModel(
+            "babbage",
+            1649358449,
+            "completion",
+            "legacy",
+            owned_by="openai",
+            shutdown_date=_JAN_2024,
+        ),
+        BaseModel(
+            "curie", 1649359874, "completion", "legacy", owned_by="openai", shutdown_date=_JAN_2024
+        ),
+        BaseModel(
+            "davinci",
+            1649359874,
+            "completion",
+            "legacy",
+            owned_by="openai",
+            shutdown_date=_JAN_2024,
+        ),
     )
 }
 
@@ -72,6 +107,12 @@ def resolve(model_id: str) -> BaseModel | None:
     return model
 
 
+def shutdown_date(model_id: str) -> str | None:
+    """When a base model (or an alias of one) shuts down, as the API reports it."""
+    model = resolve(model_id)
+    return model.shutdown_date if model is not None else None
+
+
 __all__ = [
     "BASE_MODELS",
     "LEGACY_BASES",
@@ -80,4 +121,5 @@ __all__ = [
     "BaseModel",
     "Kind",
     "resolve",
+    "shutdown_date",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterable
+from email.utils import formatdate
 
 from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
@@ -71,6 +72,9 @@ class ResponseHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers["x-request-id"] = request_id
+                # The backend's own clock (settable in tests): clients that plan around
+                # shutdown dates read "today" from here, as they would from OpenAI's.
+                headers["date"] = formatdate(ctx.now(), usegmt=True)
                 if api:
                     rate = ctx.rate
                     reset = _duration(max(0.0, 60 - (ctx.now() - rate.started)))

@@ -65,6 +65,8 @@ def serve(
         log_level=log_level,
         access_log=False,
         lifespan="off",
+        # The backend sends its own Date, from its clock; uvicorn's would be a second one.
+        date_header=False,
     )
 
     class Server(uvicorn.Server):

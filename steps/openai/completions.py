@@ -26,6 +26,7 @@ from typing import Any
 from steprun.runtime.errors import StepError
 from steprun.runtime.step import StepContext, StepType
 from steprun.steps.openai.client import OpenAIClient
+from steprun.steps.openai.shutdown import warn_if_retiring
 
 # Config keys sent as they are, per mode. Everything else in the config is ours.
 COMPLETION_PARAMS = (
@@ -356,6 +357,8 @@ async def _run(config: dict[str, Any], context: StepContext) -> Any:
         finish_reason=finish,
         usage=usage,
     )
+    # After the answer: the answer never waits for (or fails because of) the lookup.
+    await warn_if_retiring(client, context, config["model"])
     return output
 
 

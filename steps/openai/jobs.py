@@ -33,6 +33,7 @@ from .finetuning import (
     result_format,
 )
 from .reconcile import Settler, describe
+from .shutdown import DEFAULT_MIN_DAYS_LEFT, preflight_create
 
 # Metadata keys the create step adds; users may not set keys with this prefix.
 RUN_KEY = "steprun_run_id"
@@ -207,6 +208,9 @@ async def create_fine_tuning_job(config: dict[str, Any], context: StepContext) -
             found = await settler.find_interrupted(find)
             if found is not None:
                 return found.result(result_format(config))
+        if config.get("model"):
+            days = config.get("min_days_left", DEFAULT_MIN_DAYS_LEFT)
+            await preflight_create(client, context, config["model"], days)
         body = current_body(config, tags)
         # The tag is recorded before the request: a crash after it leaves it to look for.
         response = await settler.send_once(

@@ -57,7 +57,13 @@ def serve_in_thread(app: ASGIApp) -> Iterator[str]:
     """Serve ``app`` with uvicorn on a free loopback port; yields the base URL."""
     quiet_injected_disconnects()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        date_header=False,  # the backend sends its own Date, from its clock
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -30,7 +30,13 @@ def served(app: ASGIApp) -> Iterator[str]:
     """``app`` under uvicorn on a free loopback port; yields ``http://127.0.0.1:PORT``."""
     quiet_injected_disconnects()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        date_header=False,  # the backend sends its own Date, from its clock
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -59,21 +65,28 @@ class Clock:
 
 
 async def fine_tune(
-    http: httpx.AsyncClient, clock: Clock, data: bytes, *, model: str = "gpt-4o-mini"
+    http: httpx.AsyncClient,
+    clock: Clock,
+    data: bytes,
+    *,
+    model: str = "gpt-4o-mini",
+    origin: str | None = None,
 ) -> str:
     """Upload ``data``, fine-tune ``model`` on it, move the clock past the job's end, and
-    return the fine-tuned model's id (the backend needs ``job_seconds`` < 60)."""
+    return the fine-tuned model's id (the backend needs ``job_seconds`` < 60). ``origin``:
+    a served backend's, else the in-process one's."""
+    base = origin + "/v1" if origin is not None else LOCAL_BASE_URL
     upload = await http.post(
-        LOCAL_BASE_URL + "/files",
+        base + "/files",
         files={"file": ("train.jsonl", data)},
         data={"purpose": "fine-tune"},
     )
     job = await http.post(
-        LOCAL_BASE_URL + "/fine_tuning/jobs",
+        base + "/fine_tuning/jobs",
         json={"model": model, "training_file": upload.json()["id"], "suffix": "bot"},
     )
     clock.now += 60
-    done = (await http.get(f"{LOCAL_BASE_URL}/fine_tuning/jobs/{job.json()['id']}")).json()
+    done = (await http.get(f"{base}/fine_tuning/jobs/{job.json()['id']}")).json()
     if done.get("status") != "succeeded":
         raise AssertionError(f"the fine-tuning job did not succeed: {done}")
     return str(done["fine_tuned_model"])

@@ -27,6 +27,19 @@ CREATE = "openai.create_fine_tuning_job"
 BASE = {"training_file": "file-train", "model": "gpt-4o-mini-2024-07-18"}
 
 
+# The create step's shutdown preflight asks for the base model first (GET /models/{model}).
+MODEL = Reply.json(
+    {
+        "id": BASE["model"],
+        "object": "model",
+        "created": 1721172717,
+        "owned_by": "system",
+        "shutdown_date": "2027-01-14",
+    },
+    date="Thu, 14 Nov 2026 00:00:00 GMT",
+)
+
+
 def posts(server: FaultServer, path: str = "/v1/fine_tuning/jobs") -> list[Request]:
     return [r for r in server.requests if r.method == "POST" and r.path == path]
 
@@ -109,13 +122,15 @@ async def test_create_raw_result_format(
 async def test_job_created_then_connection_dropped_is_adopted_not_duplicated(
     fault_server: FaultServer, fake_api: FakeOpenAI, make_context: MakeContext
 ) -> None:
-    fault_server.script(create_then(fake_api, Drop()))
+    fault_server.script(MODEL, create_then(fake_api, Drop()))
     harness = make_context(fault_server.base_url)
     job = await run_step(CREATE, BASE, harness.context)
     assert fake_api.creates == 1 and len(fake_api.jobs) == 1
     assert job["id"] in fake_api.jobs
     assert len(posts(fault_server)) == 1
-    lookup = next(r for r in fault_server.requests if r.method == "GET")
+    lookup = next(
+        r for r in fault_server.requests if (r.method, r.path) == ("GET", "/v1/fine_tuning/jobs")
+    )
     assert dict(lookup.query) | {"limit": "100"} == {
         f"metadata[{RUN_KEY}]": "run-0001",
         f"metadata[{STEP_KEY}]": "job",
@@ -131,7 +146,7 @@ async def test_job_created_then_connection_dropped_is_adopted_not_duplicated(
 async def test_job_created_then_500_is_adopted(
     fault_server: FaultServer, fake_api: FakeOpenAI, make_context: MakeContext
 ) -> None:
-    fault_server.script(create_then(fake_api, Reply.error(500, "oops", type="server_error")))
+    fault_server.script(MODEL, create_then(fake_api, Reply.error(500, "oops", type="server_error")))
     job = await run_step(CREATE, BASE, make_context(fault_server.base_url).context)
     assert list(fake_api.jobs) == [job["id"]]
     assert len(posts(fault_server)) == 1
@@ -142,7 +157,7 @@ async def test_dropped_before_creating_is_never_sent_again_and_names_the_tag(
 ) -> None:
     # Dropped before the server acted: the client cannot tell, so it looks over the settle
     # window (sleeps are recorded, not slept) and ends with outcome_unknown, never a resend.
-    fault_server.script(Drop())
+    fault_server.script(MODEL, Drop())
     harness = make_context(fault_server.base_url, auth_timeout=10)
     with pytest.raises(StepError) as caught:
         await run_step(CREATE, BASE, harness.context)
@@ -233,9 +248,10 @@ async def test_create_error_carries_the_api_error(
     fault_server: FaultServer, fake_api: FakeOpenAI, make_context: MakeContext
 ) -> None:
     fault_server.script(
+        MODEL,
         Reply.error(
             400, "invalid training_file: file-train", param="training_file", code="invalid_file"
-        )
+        ),
     )
     harness = make_context(fault_server.base_url)
     with pytest.raises(StepError) as caught:
@@ -245,7 +261,9 @@ async def test_create_error_carries_the_api_error(
         "training_file",
         400,
     )
-    assert len(fault_server.requests) == 1  # a plain refusal is neither retried nor looked up
+    assert (
+        len(fault_server.requests) == 2
+    )  # the preflight; a refusal is neither retried nor looked up
     assert_no_key(caught.value, harness)
 
 
