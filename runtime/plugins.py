@@ -19,7 +19,11 @@ from .errors import PluginError
 from .markers import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, PROJECT_NAME
 from .step import StepType
 
-DEFAULT_PLUGINS: tuple[str, ...] = ("steprun.steps.core", "steprun.steps.openai")
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "steprun.steps.core",
+    "steprun.steps.openai",
+    "steprun.steps.eval",
+)
 
 
 def make_plugin_manager(

@@ -57,6 +57,31 @@ def test_the_fine_tuning_example_runs_the_whole_lifecycle_offline(tmp_path: Path
     assert "Traceback" not in done.stderr
 
 
+def test_the_move_off_example_runs_offline_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = steprun(
+        "run", "examples/move_off_openai.yaml", "--input", f"out_dir={out}", tmp_path=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    fields = json.loads(done.stdout)
+    source = fields["source"]["model"]
+    assert source.startswith("ft:gpt-4o-mini-2024-07-18:")
+    (listed,) = fields["models"]["data"]
+    assert (listed["id"], listed["shutdown_date"]) == (source, "2027-01-14")
+    assert fields["wait"]["fine_tuned_model"].startswith("ft:steprun-tiny:")
+    golden = (ROOT / "examples" / "data" / "support_validation.jsonl").read_text()
+    size = len(golden.splitlines())
+    assert fields["recorded"]["asked"] == fields["replayed"]["asked"] == size
+    summary = fields["compare"]["summary"]
+    assert summary["examples"] == size and 0 <= summary["token_f1"] <= 1
+    assert fields["report"]["chart"] == "plotly" and fields["report"]["loss_points"] > 10
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["examples"]) == size and report["loss_curve"]
+    page = (out / "report.html").read_text()
+    assert "Plotly.newPlot" in page and not re.search(r"<script[^>]+src=", page)
+    assert "Traceback" not in done.stderr
+
+
 def test_the_hello_example_runs(tmp_path: Path) -> None:
     done = steprun("run", "examples/hello.yaml", "--input", "name=Ada", tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -66,6 +91,17 @@ def test_the_hello_example_runs(tmp_path: Path) -> None:
 @pytest.mark.parametrize("flow", FLOWS, ids=[p.name for p in FLOWS])
 def test_every_example_validates(flow: Path, tmp_path: Path) -> None:
     done = steprun("validate", str(flow), tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_move_off_authorizations_file_points_the_source_at_openai(tmp_path: Path) -> None:
+    done = steprun(
+        "validate",
+        "examples/move_off_openai.yaml",
+        "--authorizations",
+        "examples/move_off.authorizations.yaml",
+        tmp_path=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
 
 

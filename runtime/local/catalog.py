@@ -66,6 +66,11 @@ BASE_MODELS: dict[str, BaseModel] = {
         BaseModel("gpt-3.5-turbo-instruct", 1692901427, "completion"),
         BaseModel("babbage-002", 1692634615, "completion", "current"),
         BaseModel("davinci-002", 1692634301, "completion", "current"),
+        # The embedded backend's own base model, never an OpenAI one: no shutdown date. The
+        # real trainer builds it as a small randomly initialised model (steprun-tiny); the
+        # simulated trainer fine-tunes it like any chat model. Flows that must keep running
+        # offline whatever the date (the move-off example) fine-tune it.
+        BaseModel("steprun-tiny", 1767225600, "chat", "current", owned_by="steprun"),
         # The 2023 /fine-tunes API trained these four.
         BaseModel(
             "ada", 1649357491, "completion", "legacy", owned_by="openai", shutdown_date=_JAN_2024

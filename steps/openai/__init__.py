@@ -12,9 +12,31 @@ from __future__ import annotations
 from steprun.runtime.markers import hookimpl
 from steprun.runtime.step import StepType
 
-from . import completions, download, events, files, jobs, models, training_data, wait
+from . import (
+    completions,
+    download,
+    events,
+    files,
+    jobs,
+    models,
+    models_list,
+    record,
+    training_data,
+    wait,
+)
 
-_MODULES = (training_data, files, download, jobs, events, wait, completions, models)
+_MODULES = (
+    training_data,
+    files,
+    download,
+    jobs,
+    events,
+    wait,
+    completions,
+    models,
+    models_list,
+    record,
+)
 
 
 @hookimpl
