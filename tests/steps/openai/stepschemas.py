@@ -13,11 +13,11 @@ from referencing.jsonschema import DRAFT202012
 
 import steprun.schemas
 from steprun.runtime.step import StepContext, StepType
-from steprun.steps.openai import completions, events, jobs, wait
+from steprun.steps.openai import events, jobs, wait
 
 SCHEMA_DIR = Path(steprun.schemas.__file__).parent
 STEP_TYPES: dict[str, StepType] = {
-    step.type: step for module in (jobs, events, wait, completions) for step in module.STEP_TYPES
+    step.type: step for module in (jobs, events, wait) for step in module.STEP_TYPES
 }
 
 

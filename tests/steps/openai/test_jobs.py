@@ -200,7 +200,7 @@ async def test_an_earlier_execution_of_the_same_step_is_not_adopted(
 ) -> None:
     # The flow came back to this step (an error exit looping back): same run, same step.
     await run_step(CREATE, BASE, make_context(fault_server.base_url).context)
-    fault_server.script(Drop())
+    fault_server.script(MODEL, Drop())
     with pytest.raises(StepError) as caught:
         await run_step(CREATE, BASE, make_context(fault_server.base_url).context)
     assert caught.value.code == "outcome_unknown" and fake_api.creates == 1

@@ -10,22 +10,29 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from steprun.runtime.errors import StepError
 from steprun.runtime.local import LocalBackend
+from steprun.runtime.step import StepContext
+from steprun.steps.openai.completions import REQUEST_FINE_TUNED_MODEL
 
 from .conftest import MakeContext
 from .localbackend import Clock, fine_tune, mounted, served
-from .stepschemas import run_step
+from .stepschemas import config_errors, run_step
 
 pytestmark = pytest.mark.anyio
 
 DATA = (Path(__file__).resolve().parents[3] / "examples" / "data" / "support.jsonl").read_bytes()
 CREATE = "openai.create_fine_tuning_job"
-ASK = "openai.request_fine_tuned_model"
+
+
+async def ask_model(config: dict[str, Any], context: StepContext) -> Any:
+    assert not config_errors(REQUEST_FINE_TUNED_MODEL.type, config)
+    return await REQUEST_FINE_TUNED_MODEL.run(dict(config), context)
 
 
 def at(day: str) -> float:
@@ -169,11 +176,11 @@ async def test_asking_a_fine_tune_whose_base_shuts_down_within_30_days_warns(
     model = await fine_tune(backend.http, backend.clock, DATA, origin=backend.origin)
     ask = {"model": model, "mode": "chat", "prompt": "How do I reset my password?"}
     quiet = make_context(backend.origin + "/v1", client=backend.http, step_id="ask")
-    await run_step(ASK, ask, quiet.context)  # 2026-11-20: 55 days left
+    await ask_model(ask, quiet.context)  # 2026-11-20: 55 days left
     assert quiet.lines("warn") == []
     backend.clock.now = at("2026-12-26T00:00:00")
     warned = make_context(backend.origin + "/v1", client=httpx.AsyncClient(), step_id="ask")
-    answer = await run_step(ASK, ask, warned.context)
+    answer = await ask_model(ask, warned.context)
     assert answer["choices"][0]["message"]["content"]
     (warning,) = warned.lines("warn")
     assert f"{model} shuts down with its base gpt-4o-mini-2024-07-18 on 2027-01-14" in warning
