@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 
 import httpx
 import uvicorn
@@ -52,6 +53,11 @@ def served(app: ASGIApp) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def at(moment: str) -> float:
+    """Seconds since the epoch of an ISO date-time in UTC, for a Clock."""
+    return datetime.fromisoformat(moment).replace(tzinfo=UTC).timestamp()
 
 
 class Clock:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from steprun.steps.openai.models_list import LIST_MODELS
 from steprun.steps.openai.record import RECORD_ANSWERS
 
 from .conftest import MakeContext
-from .localbackend import Clock, fine_tune, served
+from .localbackend import Clock, at, fine_tune, served
 
 pytestmark = pytest.mark.anyio
 
@@ -33,10 +32,6 @@ TRAINING = (DATA / "support.jsonl").read_bytes()
 GOLDEN = DATA / "support_validation.jsonl"
 GOLDEN_SIZE = sum(1 for line in GOLDEN.read_text().splitlines() if line.strip())
 SCHEMAS = SchemaRegistry()
-
-
-def at(day: str) -> float:
-    return datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()
 
 
 def check_config(step_type: str, config: dict[str, Any]) -> None:

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from steprun.runtime.step import StepContext
 from steprun.steps.openai.completions import REQUEST_FINE_TUNED_MODEL
 
 from .conftest import MakeContext
-from .localbackend import Clock, fine_tune, mounted, served
+from .localbackend import Clock, at, fine_tune, mounted, served
 from .stepschemas import config_errors, run_step
 
 pytestmark = pytest.mark.anyio
@@ -33,10 +32,6 @@ CREATE = "openai.create_fine_tuning_job"
 async def ask_model(config: dict[str, Any], context: StepContext) -> Any:
     assert not config_errors(REQUEST_FINE_TUNED_MODEL.type, config)
     return await REQUEST_FINE_TUNED_MODEL.run(dict(config), context)
-
-
-def at(day: str) -> float:
-    return datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()
 
 
 class Served:
