@@ -66,8 +66,9 @@ def test_the_move_off_example_runs_offline_end_to_end(tmp_path: Path) -> None:
     fields = json.loads(done.stdout)
     source = fields["source"]["model"]
     assert source.startswith("ft:gpt-4o-mini-2024-07-18:")
-    (listed,) = fields["models"]["data"]
-    assert (listed["id"], listed["shutdown_date"]) == (source, "2027-01-14")
+    listed = {m["id"]: m for m in fields["models"]["data"]}  # the model and its checkpoints
+    assert listed[source]["shutdown_date"] == "2027-01-14"
+    assert {m["shutdown_date"] for m in listed.values()} == {"2027-01-14"}
     assert fields["wait"]["fine_tuned_model"].startswith("ft:steprun-tiny:")
     golden = (ROOT / "examples" / "data" / "support_validation.jsonl").read_text()
     size = len(golden.splitlines())

@@ -117,14 +117,17 @@ async def test_list_models_gives_each_fine_tune_its_base_shutdown_date_and_days_
     listed = await LIST_MODELS.run({}, harness.context)
     assert listed["today"] == "2026-12-01"
     rows = {row["id"]: row for row in listed["data"]}
-    assert list(rows) == [openai_tune, own_tune]  # soonest shutdown first, no date last
+    # Soonest shutdown first, no date last; each model's checkpoints are models too.
+    order = [row["id"].split(":ckpt-step-")[0] for row in listed["data"]]
+    assert order == sorted(order, key=[openai_tune, own_tune].index)
+    assert set(order) == {openai_tune, own_tune}
     assert rows[openai_tune]["shutdown_date"] == "2027-01-14"
     assert rows[openai_tune]["days_left"] == 44
     assert rows[openai_tune]["base_model"] == "gpt-4o-mini-2024-07-18"
     assert (rows[own_tune]["shutdown_date"], rows[own_tune]["days_left"]) == (None, None)
     assert f"{openai_tune}: shuts down 2027-01-14 (44 days left)" in harness.lines("info")
     soon = await LIST_MODELS.run({"within_days": 60}, harness.context)
-    assert [row["id"] for row in soon["data"]] == [openai_tune]
+    assert {row["id"].split(":ckpt-step-")[0] for row in soon["data"]} == {openai_tune}
     everything = await LIST_MODELS.run({"fine_tuned_only": False}, harness.context)
     assert "gpt-4.1-nano" in {row["id"] for row in everything["data"]}
 
