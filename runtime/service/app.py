@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import InvalidInput, SteprunError
@@ -283,10 +283,15 @@ async def run_events(request: Request) -> Response:
 def build_app(settings: ServiceSettings) -> TokenGuard:
     """The service as an ASGI app; its store and runs open when the app starts."""
 
+    from .dashboard import Sessions, templates
+    from .dashboard import routes as dashboard_routes
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service = Service(settings)
         app.state.service = service
+        app.state.sessions = Sessions(settings.token)
+        app.state.templates = templates()
         try:
             await service.runs.resume_unfinished()
             yield
@@ -303,6 +308,9 @@ def build_app(settings: ServiceSettings) -> TokenGuard:
             Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
             Route("/v1/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
             Route("/v1/runs/{run_id}/events", run_events, methods=["GET"]),
+            Route("/", lambda request: RedirectResponse("/ui/", status_code=303)),
+            Route("/favicon.ico", lambda request: Response(status_code=204)),
+            *dashboard_routes(),
         ],
         lifespan=lifespan,
         exception_handlers={

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from collections.abc import Callable
 from typing import IO, Any, cast
 
 from ..markers import hookimpl
@@ -21,16 +22,18 @@ MAX_EVENTS_PER_RUN = 10_000
 class RunEvents:
     """The events of one run, and the queues of its listeners."""
 
-    def __init__(self) -> None:
+    def __init__(self, changed: Callable[[], None] = lambda: None) -> None:
         self.history: list[tuple[str, str]] = []
         self.listeners: set[asyncio.Queue[tuple[str, str] | None]] = set()
         self.ended = False
+        self._changed = changed
 
     def publish(self, event: str, data: str) -> None:
         if len(self.history) < MAX_EVENTS_PER_RUN:
             self.history.append((event, data))
         for queue in self.listeners:
             queue.put_nowait((event, data))
+        self._changed()
 
     def end(self, status: str) -> None:
         if self.ended:
@@ -46,9 +49,18 @@ class EventHub:
 
     def __init__(self) -> None:
         self.runs: dict[str, RunEvents] = {}
+        # Listeners to every run (the dashboard's runs page): told the id of a run that moved.
+        self.watchers: set[asyncio.Queue[str]] = set()
 
     def of(self, run_id: str) -> RunEvents:
-        return self.runs.setdefault(run_id, RunEvents())
+        found = self.runs.get(run_id)
+        if found is None:
+            found = self.runs[run_id] = RunEvents(lambda: self._changed(run_id))
+        return found
+
+    def _changed(self, run_id: str) -> None:
+        for queue in self.watchers:
+            queue.put_nowait(run_id)
 
     def console(self, run_id: str) -> IO[str]:
         """A text stream for a run's console: each line becomes a ``log`` event."""

@@ -146,6 +146,26 @@ class RunManager:
             resumed.append(run_id)
         return resumed
 
+    def resume(self, run_id: str) -> None:
+        """Resume a failed or interrupted run in this service (the dashboard's button)."""
+        from .. import durable
+
+        row = self.store.run(run_id)
+        if row.id in self.tasks:
+            raise InvalidInput(f"run {row.id} is already running here")
+        self.hub.runs.pop(row.id, None)  # a fresh stream of events for the new attempt
+        console = self.hub.console(row.id)
+        self._spawn(
+            row.id,
+            lambda: durable.resume(
+                self.runtime,
+                self.store,
+                row.id,
+                authorizations=self.authorizations,
+                console=console,
+            ),
+        )
+
     def _spawn_callback(self, run_id: str) -> None:
         task = asyncio.create_task(self._callback(run_id), name=f"steprun callback {run_id}")
         self.tasks[f"callback:{run_id}"] = task

@@ -10,8 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Routes anyone on the machine may call: they say nothing about runs or secrets.
-PUBLIC_PATHS = frozenset({"/health"})
+# Routes anyone on the machine may call: they say nothing about runs or secrets. The
+# dashboard (/ui) checks its own session cookie and sends strangers to its login form.
+PUBLIC_PATHS = frozenset({"/health", "/", "/favicon.ico"})
+COOKIE_PATHS = "/ui/"
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"cache-control", b"no-store"),
@@ -41,7 +43,11 @@ class TokenGuard:
         self._expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in PUBLIC_PATHS
+            or scope["path"].startswith(COOKIE_PATHS)
+        ):
             await self.app(scope, receive, _with_headers(send))
             return
         given = b""
