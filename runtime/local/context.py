@@ -6,6 +6,7 @@ module level, so two backends in one process share nothing.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import json
 from collections import OrderedDict
@@ -58,10 +59,10 @@ class Context:
     max_upload_bytes: int
     rate: RateWindow = field(default_factory=RateWindow)
     _models: dict[str, RetrievalModel] = field(default_factory=dict)
-    # For settle(): the unfinished jobs, each with the earliest instant it can end (a pause
-    # only delays that), and how many of the store's jobs have been looked at (jobs are only
-    # ever added, never removed).
-    _open: dict[str, tuple[float, JobRecord]] = field(default_factory=dict, repr=False)
+    # For settle(): a heap of the unfinished jobs by the earliest instant each can end (a
+    # pause only delays that), and how many of the store's jobs have been looked at (jobs
+    # are only ever added, never removed).
+    _due: list[tuple[float, str, JobRecord]] = field(default_factory=list, repr=False)
     _indexed: int = field(default=0, repr=False)
     # Fine-tuned models trained on the same files answer alike: one retrieval model
     # serves them all (it is immutable), instead of one built per model on its first request.
@@ -81,26 +82,32 @@ class Context:
     def settle(self) -> None:
         """Bring every unfinished job up to now (see ``jobs.settle``).
 
-        It runs before every request, so it looks only at unfinished jobs whose end may have
-        come: going through every job ever created, each time, made a server with a thousand
-        jobs slow at everything.
+        It runs before every request, so it looks only at the unfinished jobs whose end may
+        have come, taken from a heap: going through every job ever created (or every open
+        one) at each request made a server with a thousand jobs slow at everything. The
+        jobs that end together are written in one transaction.
         """
         self.store.refresh()  # what another process on the same state folder changed
         now = self.now()
         known = self.store.jobs
         if len(known) < self._indexed:  # not expected (jobs are never removed): start over
-            self._open.clear()
+            self._due.clear()
             self._indexed = 0
         if len(known) > self._indexed:
             for job in itertools.islice(known.values(), self._indexed, None):
                 if job.status is None:
-                    self._open[job.id] = (job.created_at + jobs.end_work(job), job)
+                    heapq.heappush(self._due, (job.created_at + jobs.end_work(job), job.id, job))
             self._indexed = len(known)
-        for job_id, (earliest, job) in list(self._open.items()):
-            if job.status is None and now >= earliest:
-                jobs.settle(self.store, job, now)
-            if job.status is not None:
-                del self._open[job_id]
+        if not self._due or self._due[0][0] > now:
+            return
+        with self.store.batch():
+            while self._due and self._due[0][0] <= now:
+                _, job_id, job = heapq.heappop(self._due)
+                if job.status is None:
+                    jobs.settle(self.store, job, now)
+                if job.status is None:  # paused on the way: look again once it could end
+                    left = max(0.0, jobs.end_work(job) - jobs.work_done(job, now))
+                    heapq.heappush(self._due, (now + max(left, 0.001), job_id, job))
 
     # -- models --
 

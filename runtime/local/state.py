@@ -85,6 +85,7 @@ class Store:
         self.models: dict[str, ModelRecord] = {}
         self.create_requests: dict[str, int] = {}
         self._db: sqlite3.Connection | None = None
+        self._batching = False
         self._revs = dict.fromkeys(_TABLES, 0)
         self._data_version = -1
         if state_dir is None:
@@ -158,16 +159,31 @@ class Store:
 
     def save(self, record: Record, *more: Record) -> None:
         """Write these records (new or changed in place) in one transaction."""
-        for item in (record, *more):
-            if isinstance(item, FileRecord):
-                self.files[item.id] = item
-                self._write("files", item.id, item)
-            elif isinstance(item, JobRecord):
-                self.jobs[item.id] = item
-                self._write("jobs", item.id, item)
-            else:
-                self.models[item.id] = item
-                self._write("models", item.id, item)
+        with self.batch():
+            for item in (record, *more):
+                if isinstance(item, FileRecord):
+                    self.files[item.id] = item
+                    self._write("files", item.id, item)
+                elif isinstance(item, JobRecord):
+                    self.jobs[item.id] = item
+                    self._write("jobs", item.id, item)
+                else:
+                    self.models[item.id] = item
+                    self._write("models", item.id, item)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Write every change made inside in one transaction (nested: the outer one)."""
+        if self._db is None or self._batching:
+            yield
+            return
+        self._batching = True
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield
+        finally:
+            self._batching = False
 
     def count_create_request(self, route: str) -> None:
         self.create_requests[route] = self.create_requests.get(route, 0) + 1
@@ -183,8 +199,7 @@ class Store:
         if self._db is None:
             return
         data = None if record is None else json.dumps(asdict(record), separators=(",", ":"))
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")  # revisions in commit order across processes
+        with self.batch():  # revisions in commit order across processes
             self._db.execute(
                 f"INSERT INTO {table} VALUES (?, (SELECT COALESCE(MAX(rev), 0) + 1 FROM "
                 f"{table}), ?) ON CONFLICT (id) DO UPDATE SET rev = excluded.rev, "
