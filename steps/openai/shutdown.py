@@ -9,6 +9,8 @@ so a machine whose clock is wrong cannot slip a job past a shutdown, and a test 
 with the embedded backend's clock. Only when the answer has no readable ``Date`` is the
 local clock used.
 
+OpenAI's closing applies to OpenAI's API (``api.openai.com``, or a server answering with
+its ``openai-version`` header), not to other servers a ``provider: openai`` points at.
 ``provider: local`` is exempt: the embedded backend reports OpenAI's dates for its models
 but serves and trains them whatever the date, so offline flows (and their CI) never start
 failing on a calendar date.
@@ -57,6 +59,10 @@ class Life:
     model: str
     shutdown_date: date | None
     today: date
+    # Whether the answer came from OpenAI's API (or a server that answers as it does, like
+    # the embedded backend): only there does OpenAI's closing of fine-tuning apply, not on
+    # the many OpenAI-compatible servers a `provider: openai` may point at.
+    from_openai: bool = False
 
     @property
     def days_left(self) -> int | None:
@@ -113,7 +119,15 @@ async def model_life(client: OpenAIClient, model: str) -> Life:
     if shutdown is None and base is not None:
         shutdown, base_response = await _lookup(client, base)
         response = response or base_response
-    return Life(model, shutdown, provider_today(response))
+    return Life(model, shutdown, provider_today(response), _from_openai(client, response))
+
+
+def _from_openai(client: OpenAIClient, response: ApiResponse | None) -> bool:
+    host = httpx.URL(client.base_url).host
+    if host == "openai.com" or host.endswith(".openai.com"):
+        return True
+    # OpenAI's API dates every answer with its version; compatible servers do not.
+    return response is not None and "openai-version" in response.headers
 
 
 async def preflight_create(
@@ -126,7 +140,7 @@ async def preflight_create(
         return
     life = await model_life(client, model)
     closed = FINE_TUNING_CLOSED.get(provider)
-    if closed is not None and life.today >= closed:
+    if closed is not None and life.today >= closed and life.from_openai:
         raise StepError(
             f"{provider} creates no fine-tuning jobs since {closed.isoformat()} (today is "
             f"{life.today.isoformat()}), so no job was created; {WAYS_OUT}",

@@ -20,6 +20,8 @@ from steprun.runtime.step import StepContext
 from steprun.steps.openai.completions import REQUEST_FINE_TUNED_MODEL
 
 from .conftest import MakeContext
+from .fakeapi import FakeOpenAI
+from .faultserver import FaultServer, Reply
 from .localbackend import Clock, at, fine_tune, mounted, served
 from .stepschemas import config_errors, run_step
 
@@ -143,6 +145,20 @@ async def test_openai_fine_tuning_closed_from_2027_01_06(
     )
     assert "another provider" in caught.value.message
     assert await backend.create_requests() == 0
+
+
+async def test_openai_closing_does_not_apply_to_another_openai_compatible_server(
+    fault_server: FaultServer, fake_api: FakeOpenAI, make_context: MakeContext
+) -> None:
+    # A compatible server (no openai-version header) after 2027-01-06: its own fine-tuning
+    # is open, and a base model without a shutdown date is fine.
+    model = {"id": "llama-3.1-8b", "object": "model", "created": 1, "owned_by": "meta"}
+    fault_server.script(Reply.json(model, date="Mon, 01 Feb 2027 00:00:00 GMT"))
+    harness = make_context(fault_server.base_url)
+    job = await run_step(
+        CREATE, {"training_file": "file-train", "model": "llama-3.1-8b"}, harness.context
+    )
+    assert job["model"] == "llama-3.1-8b" and fake_api.creates == 1
 
 
 async def test_the_embedded_backend_is_not_subject_to_openai_shutdowns(
