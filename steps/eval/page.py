@@ -70,27 +70,18 @@ given.</p>{% endif %}
 
 
 def loss_chart(curve: list[dict[str, Any]], title: str) -> str | None:
-    """The loss curve as an HTML fragment with plotly.js inlined; None without plotly."""
+    """The loss curve as an HTML fragment with plotly.js inlined; None without plotly.
+
+    The same chart component as the dashboard's job page (steprun.runtime.charts).
+    """
     if not curve:
         return None
     try:
-        import plotly.graph_objects as go
+        from steprun.runtime.charts import figure_html, loss_figure
+
+        return figure_html(loss_figure(curve, title=title))
     except ImportError:
         return None
-    figure = go.Figure()
-    steps = [p["step"] for p in curve]
-    figure.add_scatter(x=steps, y=[p["train_loss"] for p in curve], mode="lines", name="train")
-    valid = [p for p in curve if p.get("valid_loss") is not None]
-    if valid:
-        figure.add_scatter(
-            x=[p["step"] for p in valid],
-            y=[p["valid_loss"] for p in valid],
-            mode="lines+markers",
-            name="validation",
-        )
-    figure.update_layout(title=title, xaxis_title="step", yaxis_title="loss", height=380)
-    html: str = figure.to_html(full_html=False, include_plotlyjs=True)
-    return html
 
 
 def render(report: dict[str, Any], chart: str | None) -> str:

@@ -29,11 +29,11 @@ from starlette.responses import (
     StreamingResponse,
 )
 
+from ...charts import loss_figure, metrics_points, plotly_js
 from ...durations import format_duration
 from ...errors import SteprunError
 from ..events import sse
 from ..runs import FINISHED, RunNotFound
-from .charts import loss_figure, metrics_points, plotly_js
 from .forms import example, fields
 from .session import Session, Sessions
 

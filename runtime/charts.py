@@ -1,10 +1,10 @@
-"""The loss-curve chart, one component for the dashboard and the reports.
+"""The loss-curve chart: one component for the dashboard and the move-off report.
 
 A job's ``metrics`` events (``train_loss``, ``valid_loss``, ``train_mean_token_accuracy``,
 ``valid_mean_token_accuracy``, by ``step``) become a plotly figure: losses on the left
-axis, accuracies on the right, each checkpoint a dotted line at its step. The browser
-draws it with plotly.js, served from the installed plotly package (the `dashboard` extra):
-nothing is fetched from a CDN.
+axis, accuracies on the right, each checkpoint a dashed line at its step. plotly is an
+optional extra (``steprun[dashboard]`` or ``steprun[report]``); plotly.js comes from the
+installed package, for the dashboard to serve or a report to inline: never from a CDN.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def metrics_points(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def loss_figure(
-    points: list[dict[str, Any]], checkpoint_steps: Iterable[int] = ()
+    points: list[dict[str, Any]], checkpoint_steps: Iterable[int] = (), title: str | None = None
 ) -> dict[str, Any]:
     """A plotly figure (as JSON) of the metrics; raises ImportError without plotly."""
     import plotly.graph_objects as go
@@ -66,8 +66,18 @@ def loss_figure(
         template="plotly_white",
         height=420,
     )
+    if title:
+        figure.update_layout(title={"text": title}, margin={"t": 60})
     result: dict[str, Any] = figure.to_plotly_json()
     return result
+
+
+def figure_html(figure: dict[str, Any]) -> str:
+    """A figure as an HTML fragment with plotly.js inlined (for a self-contained page)."""
+    import plotly.io
+
+    html: str = plotly.io.to_html(figure, full_html=False, include_plotlyjs=True)
+    return html
 
 
 def plotly_js() -> Path | None:
@@ -80,4 +90,4 @@ def plotly_js() -> Path | None:
     return path if path.is_file() else None
 
 
-__all__ = ["SERIES", "loss_figure", "metrics_points", "plotly_js"]
+__all__ = ["SERIES", "figure_html", "loss_figure", "metrics_points", "plotly_js"]
