@@ -395,7 +395,7 @@ async def cancel(
     console: IO[str] | None = None,
 ) -> dict[str, Any]:
     """Stop a run; with ``cancel_jobs``, also cancel the fine-tuning jobs it created."""
-    from .store import _owner_alive
+    from .store import owner_alive
 
     row = store.run(run_id)
     run_id = row.id
@@ -404,7 +404,7 @@ async def cancel(
     await store.write(
         [("UPDATE runs SET cancel_requested = 1, updated = ? WHERE id = ?", (time.time(), run_id))]
     )
-    live = bool(row.lease_owner) and _owner_alive(row.lease_owner or "")
+    live = bool(row.lease_owner) and owner_alive(row.lease_owner or "")
     if row.status in ("running", "failed") and not live:
         # Nobody drives it (it crashed, or it failed and waits for a resume): stop it here.
         await store.write(

@@ -12,77 +12,25 @@ its inputs, the position, each merge field, the authorization *name* in effect, 
 attempt (started → finished, what it recorded with ``context.checkpoint``, its wake-up
 time, its report), and a lease so that two processes never drive one run at once.
 
-Tables are created on first use; ``PRAGMA user_version`` records the schema version so a
-future steprun can migrate a store instead of misreading it.
+The parts: ``schema`` (tables and version), ``rows`` (what reads return), ``lease`` (one
+driver per run), ``writer`` (the group-committing thread).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
-import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreError
-
-SCHEMA_VERSION = 1
-LEASE_SECONDS = 30.0
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    flow TEXT NOT NULL,
-    flow_file TEXT NOT NULL,
-    flow_text TEXT NOT NULL,
-    flow_hash TEXT NOT NULL,
-    base_dir TEXT NOT NULL,
-    inputs TEXT NOT NULL,
-    authorizations_file TEXT,
-    status TEXT NOT NULL,
-    position TEXT,
-    authorization TEXT,
-    error TEXT,
-    executed INTEGER NOT NULL DEFAULT 0,
-    started REAL NOT NULL,
-    updated REAL NOT NULL,
-    lease_owner TEXT,
-    lease_until REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
-CREATE TABLE IF NOT EXISTS merge_fields (
-    run_id TEXT NOT NULL REFERENCES runs (id),
-    name TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (run_id, name)
-);
-CREATE TABLE IF NOT EXISTS attempts (
-    run_id TEXT NOT NULL REFERENCES runs (id),
-    seq INTEGER NOT NULL,
-    step_id TEXT NOT NULL,
-    step_type TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    started REAL NOT NULL,
-    ended REAL,
-    saved TEXT NOT NULL DEFAULT '{}',
-    wake_at REAL,
-    report TEXT,
-    PRIMARY KEY (run_id, seq)
-);
-"""
-
-Op = tuple[str, Sequence[Any]]
-Fence = tuple[str, str]  # (run id, lease owner) a write is only valid for
+from ..errors import StoreError
+from .lease import LEASE_SECONDS, Fence, owner_alive
+from .rows import AttemptRow, RunRow, dump, load
+from .schema import SCHEMA_VERSION, create_schema
+from .writer import Op, Writer
 
 
 def default_path(environ: dict[str, str] | os._Environ[str] | None = None) -> Path:
@@ -92,79 +40,6 @@ def default_path(environ: dict[str, str] | os._Environ[str] | None = None) -> Pa
         return Path(env["STEPRUN_STATE"]).expanduser()
     base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "steprun" / "runs.db"
-
-
-def lease_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_alive(owner: str) -> bool:
-    """Whether the process holding a lease still exists (only knowable on this host)."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine: trust the lease's expiry
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@dataclass
-class RunRow:
-    id: str
-    flow: str
-    flow_file: str
-    flow_text: str
-    flow_hash: str
-    base_dir: str
-    inputs: dict[str, Any]
-    authorizations_file: str | None
-    status: str
-    position: str | None
-    authorization: str | None
-    error: dict[str, Any] | None
-    executed: int
-    started: float
-    updated: float
-    lease_owner: str | None
-    lease_until: float | None
-    cancel_requested: bool
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "flow": self.flow,
-            "flow_file": self.flow_file,
-            "status": self.status,
-            "current_step": self.position,
-            "started": self.started,
-            "updated": self.updated,
-            "steps_executed": self.executed,
-            "error": self.error,
-        }
-
-
-@dataclass
-class AttemptRow:
-    seq: int
-    step_id: str
-    step_type: str
-    attempt: int
-    status: str
-    started: float
-    ended: float | None
-    saved: dict[str, Any]
-    wake_at: float | None
-    report: dict[str, Any] | None
-
-
-class LeaseLost(StoreError):
-    """This process no longer holds the lease of the run it was driving."""
-
-    exit_code = 1
 
 
 class RunStore:
@@ -191,7 +66,7 @@ class RunStore:
         except BaseException:
             self._read.close()
             raise
-        self._writer = _Writer(self)
+        self._writer = Writer(self)
 
     # -- connection --------------------------------------------------------------------
 
@@ -230,7 +105,7 @@ class RunStore:
                 try:
                     version = conn.execute("PRAGMA user_version").fetchone()[0]
                     if version == 0:
-                        self._create_schema(conn)
+                        create_schema(conn, self.path)
                         version = SCHEMA_VERSION
                     conn.execute("COMMIT")
                 except BaseException:
@@ -247,23 +122,6 @@ class RunStore:
                 raise self._corrupt(RuntimeError(check))
         except sqlite3.DatabaseError as exc:
             raise self._corrupt(exc) from None
-
-    def _create_schema(self, conn: sqlite3.Connection) -> None:
-        found = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        foreign = sorted(found - {"runs", "merge_fields", "attempts"})
-        if foreign:
-            # Tables of its own and no version: somebody else's SQLite file (a mistyped
-            # --state). Adding ours would hide the mistake and change a file not ours.
-            raise StoreError(
-                f"{self.path} is an SQLite database but not a steprun run store (it has "
-                f"tables {', '.join(foreign[:5])} and no steprun schema version); point "
-                "--state / STEPRUN_STATE at a steprun store or at a new file"
-            )
-        # Statement by statement: executescript() would commit the open transaction first.
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._writer.close()
@@ -315,7 +173,7 @@ class RunStore:
                     flow_text,
                     flow_hash,
                     base_dir,
-                    _dump(inputs),
+                    dump(inputs),
                     authorizations_file,
                     position,
                     authorization,
@@ -340,7 +198,7 @@ class RunStore:
                 raise StoreError(f"no run {run_id!r} in {self.path}; `steprun runs` lists them")
             holder, until = row
             now = time.time()
-            if holder and holder != owner and until and until > now and _owner_alive(holder):
+            if holder and holder != owner and until and until > now and owner_alive(holder):
                 conn.execute("ROLLBACK")
                 raise StoreError(
                     f"run {run_id} is being run by another process ({holder}, lease until "
@@ -404,12 +262,12 @@ class RunStore:
                 flow_text=r[3],
                 flow_hash=r[4],
                 base_dir=r[5],
-                inputs=_load(r[6], self, "inputs", r[0]),
+                inputs=load(r[6], self.path, "inputs", r[0]),
                 authorizations_file=r[7],
                 status=r[8],
                 position=r[9],
                 authorization=r[10],
-                error=_load(r[11], self, "error", r[0]) if r[11] else None,
+                error=load(r[11], self.path, "error", r[0]) if r[11] else None,
                 executed=r[12],
                 started=r[13],
                 updated=r[14],
@@ -427,7 +285,7 @@ class RunStore:
             ).fetchall()
         except sqlite3.DatabaseError as exc:
             raise self._corrupt(exc) from None
-        return {name: _load(value, self, f"merge field {name}", run_id) for name, value in rows}
+        return {name: load(value, self.path, f"merge field {name}", run_id) for name, value in rows}
 
     def attempts(self, run_id: str) -> list[AttemptRow]:
         try:
@@ -447,9 +305,9 @@ class RunStore:
                 status=r[4],
                 started=r[5],
                 ended=r[6],
-                saved=_load(r[7], self, f"attempt {r[0]} ({r[1]})", run_id),
+                saved=load(r[7], self.path, f"attempt {r[0]} ({r[1]})", run_id),
                 wake_at=r[8],
-                report=_load(r[9], self, f"report of attempt {r[0]}", run_id) if r[9] else None,
+                report=load(r[9], self.path, f"report of attempt {r[0]}", run_id) if r[9] else None,
             )
             for r in rows
         ]
@@ -461,131 +319,4 @@ class RunStore:
         return bool(row and row[0])
 
 
-class _Writer:
-    """The one thread that writes: batches whatever is queued into one transaction."""
-
-    def __init__(self, store: RunStore) -> None:
-        self._store = store
-        self._lock = threading.Condition()
-        self._queue: list[tuple[list[Op], Fence | None, Future[None]]] = []
-        self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="steprun-store", daemon=True)
-        self._thread.start()
-
-    def submit(self, ops: list[Op], fence: Fence | None = None) -> Future[None]:
-        future: Future[None] = Future()
-        with self._lock:
-            if self._closed:
-                future.set_exception(StoreError("the run store is closed"))
-                return future
-            self._queue.append((ops, fence, future))
-            self._lock.notify()
-        return future
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._lock.notify()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        conn = self._store._connect()
-        try:
-            while True:
-                with self._lock:
-                    while not self._queue and not self._closed:
-                        self._lock.wait()
-                    batch, self._queue = self._queue, []
-                    if not batch and self._closed:
-                        return
-                # Claim each write before doing it. A caller may give up on a write (a step
-                # timeout, the lease renewal cancelled at the end of a run): a write not
-                # claimed yet is then dropped, and one claimed can no longer be cancelled,
-                # so setting its result cannot raise InvalidStateError and kill this thread
-                # (every later write would wait forever).
-                batch = [item for item in batch if item[2].set_running_or_notify_cancel()]
-                if not batch:
-                    continue
-                refused: dict[int, StoreError] = {}
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    for index, (ops, fence, _) in enumerate(batch):
-                        # A savepoint per submission: one run's refused write (a duplicate
-                        # run id, a lost lease) fails that run alone, not every run
-                        # sharing the commit.
-                        conn.execute("SAVEPOINT one")
-                        try:
-                            if fence is not None:
-                                self._check_fence(conn, fence)
-                            for sql, params in ops:
-                                conn.execute(sql, params)
-                        except LeaseLost as exc:
-                            conn.execute("ROLLBACK TO one")
-                            refused[index] = exc
-                        except (sqlite3.IntegrityError, sqlite3.ProgrammingError) as exc:
-                            conn.execute("ROLLBACK TO one")
-                            refused[index] = self._error(exc)
-                        conn.execute("RELEASE one")
-                    conn.execute("COMMIT")
-                except Exception as exc:  # the store itself failed: nothing was written
-                    # Never let this thread die: every later write would wait forever.
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                    error = self._error(exc)
-                    for _, _, future in batch:
-                        future.set_exception(error)
-                else:
-                    for index, (_, _, future) in enumerate(batch):
-                        if index in refused:
-                            future.set_exception(refused[index])
-                        else:
-                            future.set_result(None)
-        finally:
-            conn.close()
-
-    def _check_fence(self, conn: sqlite3.Connection, fence: Fence) -> None:
-        run_id, owner = fence
-        row = conn.execute("SELECT lease_owner FROM runs WHERE id = ?", (run_id,)).fetchone()
-        holder = row[0] if row else None
-        if holder != owner:
-            taken = f"another process ({holder}) took it over" if holder else "its lease ended"
-            raise LeaseLost(
-                f"run {run_id} is no longer this process's to drive: {taken} while this "
-                "one was not renewing its lease (stalled or suspended for more than "
-                f"{LEASE_SECONDS:g} s). This process stops; `steprun show {run_id}` shows "
-                "where the run is."
-            )
-
-    def _error(self, exc: Exception) -> StoreError:
-        if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc).lower():
-            return self._store._corrupt(exc)
-        return StoreError(f"cannot write the run store {self._store.path}: {exc}")
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _load(text: str, store: RunStore, what: str, run_id: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise StoreError(
-            f"the run store {store.path} holds a damaged value ({what}) of run {run_id}: not JSON, "
-            "so that run cannot be shown or resumed safely; start it again as a new run. "
-            "Other runs in the store are not affected; to start a new store instead, move "
-            f"the file aside (e.g. `mv {store.path} {store.path}.damaged`)."
-        ) from None
-
-
-__all__ = [
-    "LEASE_SECONDS",
-    "SCHEMA_VERSION",
-    "AttemptRow",
-    "Fence",
-    "LeaseLost",
-    "RunRow",
-    "RunStore",
-    "default_path",
-    "lease_owner",
-]
+__all__ = ["RunStore", "default_path"]

@@ -1,0 +1,23 @@
+"""The run store: runs survive a crash and resume where they stopped (SQLite)."""
+
+from __future__ import annotations
+
+from .lease import LEASE_SECONDS, Fence, LeaseLost, lease_owner, owner_alive
+from .rows import AttemptRow, RunRow
+from .runstore import RunStore, default_path
+from .schema import SCHEMA_VERSION
+from .writer import Op
+
+__all__ = [
+    "LEASE_SECONDS",
+    "SCHEMA_VERSION",
+    "AttemptRow",
+    "Fence",
+    "LeaseLost",
+    "Op",
+    "RunRow",
+    "RunStore",
+    "default_path",
+    "lease_owner",
+    "owner_alive",
+]

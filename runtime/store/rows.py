@@ -1,0 +1,78 @@
+"""What the run store hands back: a run and its step attempts, as plain data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import StoreError
+
+
+@dataclass
+class RunRow:
+    id: str
+    flow: str
+    flow_file: str
+    flow_text: str
+    flow_hash: str
+    base_dir: str
+    inputs: dict[str, Any]
+    authorizations_file: str | None
+    status: str
+    position: str | None
+    authorization: str | None
+    error: dict[str, Any] | None
+    executed: int
+    started: float
+    updated: float
+    lease_owner: str | None
+    lease_until: float | None
+    cancel_requested: bool
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "flow": self.flow,
+            "flow_file": self.flow_file,
+            "status": self.status,
+            "current_step": self.position,
+            "started": self.started,
+            "updated": self.updated,
+            "steps_executed": self.executed,
+            "error": self.error,
+        }
+
+
+@dataclass
+class AttemptRow:
+    seq: int
+    step_id: str
+    step_type: str
+    attempt: int
+    status: str
+    started: float
+    ended: float | None
+    saved: dict[str, Any]
+    wake_at: float | None
+    report: dict[str, Any] | None
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def load(text: str, path: Path, what: str, run_id: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise StoreError(
+            f"the run store {path} holds a damaged value ({what}) of run {run_id}: not JSON, "
+            "so that run cannot be shown or resumed safely; start it again as a new run. "
+            "Other runs in the store are not affected; to start a new store instead, move "
+            f"the file aside (e.g. `mv {path} {path}.damaged`)."
+        ) from None
+
+
+__all__ = ["AttemptRow", "RunRow", "dump", "load"]
