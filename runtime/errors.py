@@ -9,7 +9,8 @@
     │   └── StepTimeout           a step ran past its timeout, or the run past its own
     ├── RunFailed                 a run ended unhandled; the CLI exits 1
     ├── RunCancelled              someone asked the run to stop (`steprun cancel`)
-    └── StoreError                the run store cannot be read or written
+    └── StoreError                the run store is damaged or not a store; the CLI exits 2
+        └── StoreUnavailable      the disk refuses the store (full, read-only, I/O); exit 1
 
 Errors carry their context as attributes (file, line, step, JSON path, HTTP status,
 request id) so a platform embedding the runtime can show them its own way. Messages say
@@ -201,6 +202,13 @@ class StoreError(SteprunError):
     exit_code = 2
 
 
+class StoreUnavailable(StoreError):
+    """The disk refuses the run store (full, read-only, an I/O error): the run stopped, and
+    resumes once the disk is fixed."""
+
+    exit_code = 1
+
+
 __all__ = [
     "ErrorInfo",
     "FlowInvalid",
@@ -214,4 +222,5 @@ __all__ = [
     "StepTimeout",
     "SteprunError",
     "StoreError",
+    "StoreUnavailable",
 ]

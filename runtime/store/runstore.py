@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
+from . import failures
 from .lease import LEASE_SECONDS, Fence, owner_alive
 from .rows import AttemptRow, RunRow, dump, load
 from .schema import SCHEMA_VERSION, create_schema
@@ -50,10 +51,7 @@ class RunStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(
-                f"cannot create the folder of the run store {path}: {exc.strerror or exc}; "
-                "choose another place with --state or STEPRUN_STATE"
-            ) from None
+            raise failures.unavailable(path, exc, "create the folder of") from None
         # WAL only once the file is known to be ours: switching a file to WAL rewrites
         # its header, and a mistyped --state must leave somebody else's database alone.
         self._read = self._connect(wal=False)
@@ -62,7 +60,7 @@ class RunStore:
             self._read.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as exc:
             self._read.close()
-            raise self._corrupt(exc) from None
+            raise self._failed(exc, "open") from None
         except BaseException:
             self._read.close()
             raise
@@ -82,16 +80,10 @@ class RunStore:
             conn.execute("PRAGMA foreign_keys=ON")
             return conn
         except sqlite3.DatabaseError as exc:
-            raise self._corrupt(exc) from None
+            raise self._failed(exc, "open") from None
 
-    def _corrupt(self, exc: Exception) -> StoreError:
-        return StoreError(
-            f"the run store {self.path} cannot be read ({exc}). It is damaged or not a steprun "
-            "store. Nothing was run. Move it aside (e.g. `mv "
-            f"{self.path} {self.path}.damaged`) to start a new store, or point --state / "
-            "STEPRUN_STATE at another file; committed steps in the damaged file are not re-run "
-            "by steprun on its own."
-        )
+    def _failed(self, exc: BaseException, doing: str = "read") -> StoreError:
+        return failures.translate(self.path, exc, doing)
 
     def _init_schema(self) -> None:
         conn = self._read
@@ -119,9 +111,9 @@ class RunStore:
                 )
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
-                raise self._corrupt(RuntimeError(check))
+                raise failures.damaged(self.path, check)
         except sqlite3.DatabaseError as exc:
-            raise self._corrupt(exc) from None
+            raise self._failed(exc) from None
 
     def close(self) -> None:
         self._writer.close()
@@ -211,7 +203,7 @@ class RunStore:
             )
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
-            raise self._corrupt(exc) from None
+            raise self._failed(exc) from None
         finally:
             conn.close()
 
@@ -253,7 +245,7 @@ class RunStore:
                 (*params, limit),
             ).fetchall()
         except sqlite3.DatabaseError as exc:
-            raise self._corrupt(exc) from None
+            raise self._failed(exc) from None
         return [
             RunRow(
                 id=r[0],
@@ -284,7 +276,7 @@ class RunStore:
                 "SELECT name, value FROM merge_fields WHERE run_id = ?", (run_id,)
             ).fetchall()
         except sqlite3.DatabaseError as exc:
-            raise self._corrupt(exc) from None
+            raise self._failed(exc) from None
         return {name: load(value, self.path, f"merge field {name}", run_id) for name, value in rows}
 
     def attempts(self, run_id: str) -> list[AttemptRow]:
@@ -295,7 +287,7 @@ class RunStore:
                 (run_id,),
             ).fetchall()
         except sqlite3.DatabaseError as exc:
-            raise self._corrupt(exc) from None
+            raise self._failed(exc) from None
         return [
             AttemptRow(
                 seq=r[0],

@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
+from . import failures
 from .lease import Fence, LeaseLost, check_fence
 
 if TYPE_CHECKING:
@@ -31,12 +32,18 @@ class Writer:
         self._lock = threading.Condition()
         self._queue: list[tuple[list[Op], Fence | None, Future[None]]] = []
         self._closed = False
+        # Set when the writer cannot even open the store: every write fails with it at once
+        # (instead of waiting forever for a thread that is gone).
+        self._broken: StoreError | None = None
         self._thread = threading.Thread(target=self._loop, name="steprun-store", daemon=True)
         self._thread.start()
 
     def submit(self, ops: list[Op], fence: Fence | None = None) -> Future[None]:
         future: Future[None] = Future()
         with self._lock:
+            if self._broken is not None:
+                future.set_exception(self._broken)
+                return future
             if self._closed:
                 future.set_exception(StoreError("the run store is closed"))
                 return future
@@ -51,7 +58,16 @@ class Writer:
         self._thread.join()
 
     def _loop(self) -> None:
-        conn = self._store._connect()
+        try:
+            conn = self._store._connect()
+        except StoreError as exc:
+            with self._lock:
+                self._broken = exc
+                waiting, self._queue = self._queue, []
+            for _, _, future in waiting:
+                if future.set_running_or_notify_cancel():
+                    future.set_exception(exc)
+            return
         try:
             while True:
                 with self._lock:
@@ -106,9 +122,11 @@ class Writer:
             conn.close()
 
     def _error(self, exc: Exception) -> StoreError:
-        if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc).lower():
-            return self._store._corrupt(exc)
-        return StoreError(f"cannot write the run store {self._store.path}: {exc}")
+        if isinstance(exc, StoreError):
+            return exc
+        if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
+            return StoreError(f"cannot write the run store {self._store.path}: {exc}")
+        return failures.translate(self._store.path, exc, "write")
 
 
 __all__ = ["Op", "Writer"]
