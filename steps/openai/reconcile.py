@@ -11,8 +11,8 @@ never sends the request again: a second request could not be told apart from a l
 one, and both would be paid for.
 
 A resumed attempt (the process died with the request possibly in flight) does the same:
-it keeps looking until the window since the interrupted request was sent has passed, and
-only then, having proved nothing arrived in that time, sends it under the same tag.
+it keeps looking until the window since the interrupted request was sent has passed (at
+most ``RESUME_WINDOW``), and only then sends it, under the same tag.
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ SETTLE_MARGIN = 5.0
 # slow down to this interval.
 FIRST_LOOK_DELAY = 0.5
 MAX_LOOK_DELAY = 15.0
+# A resumed attempt looks at most this long after the interrupted request was sent. The
+# process that sent it is gone; a server finishes such a request within seconds, while a
+# kill that came before the request left would otherwise hold the resume for the whole
+# window (twice a timeout of 10 minutes by default).
+RESUME_WINDOW = 15.0
 # The window ends this long before the step's own time limit, so that the step ends with
 # the outcome_unknown error (which names what to look for) rather than a bare timeout.
 _DEADLINE_MARGIN = 1.0
@@ -140,7 +145,8 @@ class Settler:
         may still be in flight (less than a window since it was sent)."""
         saved = self._context.saved.get(SENT_AT_KEY)
         sent_at = float(saved) if isinstance(saved, int | float) else None
-        left = sent_at + self.window - time.time() if sent_at is not None else 0.0
+        window = min(self.window, RESUME_WINDOW)
+        left = sent_at + window - time.time() if sent_at is not None else 0.0
         if sent_at is not None and left > 0:
             self._context.log.warn(
                 f"the interrupted attempt sent its request {time.time() - sent_at:.0f}s "
@@ -178,6 +184,7 @@ def describe(items: dict[str, Any]) -> str:
 
 __all__ = [
     "OUTCOME_UNKNOWN",
+    "RESUME_WINDOW",
     "SENT_AT_KEY",
     "Settler",
     "describe",
