@@ -7,6 +7,7 @@ its text through it, so a secret that an API echoes back is still never shown.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Mapping
@@ -21,6 +22,9 @@ MASK = "***"
 # Secrets shorter than this are not redacted as substrings: masking every "a" in a report
 # would destroy it and protect nothing.
 _MIN_SECRET = 4
+# A base64 form shorter than this is not masked: it would match by chance.
+_MIN_BASE64 = 8
+_URLSAFE = str.maketrans("+/", "-_")
 
 
 def has_reference(value: str) -> bool:
@@ -94,10 +98,11 @@ def resolve(
 class Redactor:
     """Masks known secret values in text and in JSON-like data."""
 
-    __slots__ = ("_pattern", "_secrets")
+    __slots__ = ("_forms", "_pattern", "_secrets")
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
+        self._forms: set[str] = set()  # regular expressions, one per form of a secret
         self._pattern: re.Pattern[str] | None = None
 
     def __bool__(self) -> bool:
@@ -107,13 +112,9 @@ class Redactor:
         if len(secret) < _MIN_SECRET or secret in self._secrets:
             return
         self._secrets.add(secret)
-        # The forms a secret takes when it is embedded in JSON or a URL, too.
-        forms = {secret, json.dumps(secret)[1:-1], quote(secret, safe="")}
-        known = {f for s in self._secrets for f in (s, json.dumps(s)[1:-1], quote(s, safe=""))}
-        known |= forms
-        self._pattern = re.compile(
-            "|".join(re.escape(f) for f in sorted(known, key=len, reverse=True))
-        )
+        self._forms.update(_forms(secret))
+        # Longest first: a form that contains another is masked whole.
+        self._pattern = re.compile("|".join(sorted(self._forms, key=len, reverse=True)))
 
     def text(self, value: str) -> str:
         if self._pattern is None:
@@ -134,6 +135,45 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self._walk(v) for v in value]
         return value
+
+
+def _forms(secret: str) -> set[str]:
+    """Regular expressions for the forms a secret takes when a server echoes it back: as
+    it is, URL-encoded, JSON-escaped in any way a JSON encoder may choose (``\\/``,
+    ``\\u002b``, ``\\"``), and base64-encoded (standard or URL-safe), also inside a
+    longer base64 text such as ``Basic base64(user:key)``."""
+    forms = {re.escape(quote(secret, safe="")), _json_escaped(secret)}
+    raw = secret.encode("utf-8")
+    for offset in range(3):
+        # Encoded after `offset` other bytes, the secret's bits start mid-character; keep
+        # only the characters made of the secret's bits alone.
+        encoded = base64.b64encode(bytes(offset) + raw).decode("ascii").rstrip("=")
+        core = encoded[-(-8 * offset // 6) : 8 * (offset + len(raw)) // 6]
+        if len(core) >= _MIN_BASE64:
+            forms.add(re.escape(core))
+            forms.add(re.escape(core.translate(_URLSAFE)))
+    return forms
+
+
+def _json_escaped(secret: str) -> str:
+    """One expression matching the secret with each character as it is or JSON-escaped."""
+    parts = []
+    for char in secret:
+        options = {re.escape(char)}
+        short = json.dumps(char)[1:-1]  # \" \\ \n ... where JSON has a short escape
+        if short != char:
+            options.add(re.escape(short))
+        if char == "/":
+            options.add(re.escape("\\/"))
+        escaped = json.dumps(char, ensure_ascii=True)[1:-1]
+        if not escaped.startswith("\\u"):
+            escaped = f"\\u{ord(char):04x}"
+        # Hex digits in either case: \u002b and \u002B are the same character.
+        options.add(
+            "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in escaped)
+        )
+        parts.append(options.pop() if len(options) == 1 else f"(?:{'|'.join(sorted(options))})")
+    return "".join(parts)
 
 
 __all__ = ["MASK", "SECRET_REF", "Redactor", "has_reference", "reference_problems", "resolve"]

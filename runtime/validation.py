@@ -207,6 +207,8 @@ class _Check:
             if isinstance(data.get("authorizations"), dict)
             else {}
         )
+        for name, spec in defined.items():
+            self.literal_secret_problems(name, spec)
         defined.update(self.extra_authorizations)
         names = sorted(defined)
         for name, spec in defined.items():
@@ -229,6 +231,19 @@ class _Check:
                     ("steps", index, "authorization"),
                     raw.get("id") if isinstance(raw.get("id"), str) else None,
                 )
+
+    def literal_secret_problems(self, name: str, spec: Any) -> None:
+        """A key written into the flow is refused: the flow text is kept with every run in
+        the run store (and in version control), so the key would be kept in clear."""
+        value = spec.get("api_key") if isinstance(spec, dict) else None
+        if isinstance(value, str) and not secrets.has_reference(value):
+            self.problem(
+                f"authorization {name!r} has a literal api_key in the flow, which would be "
+                "stored in clear with every run; write api_key: ${env:NAME} (e.g. "
+                "${env:OPENAI_API_KEY}) or ${file:PATH}, or move the authorization to "
+                "--authorizations FILE",
+                ("authorizations", name, "api_key"),
+            )
 
     def step_problems(self, index: int, raw: dict[str, Any], ids: Mapping[str, int]) -> None:
         step_id = raw.get("id") if isinstance(raw.get("id"), str) else None

@@ -19,6 +19,7 @@ driver per run), ``writer`` (the group-committing thread).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
@@ -43,13 +44,32 @@ def default_path(environ: dict[str, str] | os._Environ[str] | None = None) -> Pa
     return Path(base) / "steprun" / "runs.db"
 
 
+def _private(path: Path) -> None:
+    """Create the store's folder (0700) and file (0600) readable by their owner only.
+
+    The store holds flows, inputs, merge fields and API answers. SQLite gives its -wal and
+    -shm files the mode of the database file, so creating that file first is enough; a
+    store made by an older steprun with the umask's 0644 is tightened when opened.
+    """
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.chmod(0o700)  # mkdir's mode is filtered by the umask
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        for found in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            with contextlib.suppress(OSError):  # not ours to change, or not there
+                if found.stat().st_mode & 0o077 and found.stat().st_uid == os.getuid():
+                    found.chmod(0o600)
+
+
 class RunStore:
     """One SQLite run store. Reads are synchronous; writes are group-committed."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _private(path)
         except OSError as exc:
             raise failures.unavailable(path, exc, "create the folder of") from None
         # WAL only once the file is known to be ours: switching a file to WAL rewrites

@@ -29,6 +29,7 @@ from urllib.parse import quote
 import httpx
 
 from steprun.runtime.errors import StepError
+from steprun.runtime.secrets import Redactor
 
 from .sse import DONE, iter_events
 
@@ -41,7 +42,6 @@ INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
 MAX_RETRY_AFTER = 120.0
 
-_MASK = "***"
 _SNIPPET = 200
 # OpenAI's error `type` for statuses whose body does not say (the SDK maps the same
 # statuses to BadRequestError, AuthenticationError, PermissionDeniedError, ...).
@@ -222,7 +222,8 @@ class OpenAIClient:
         )
         # The SDK's default is httpx.Timeout(600, connect=5.0): read, write and pool share it.
         self._timeout = httpx.Timeout(self.read_timeout, connect=CONNECT_TIMEOUT)
-        self._secrets: list[str] = []
+        # The runtime's redactor: every form of a secret an echoing server may send back.
+        self._redactor = Redactor()
         self._headers = {"User-Agent": user_agent(), "Accept": "application/json"}
         if auth.api_key is not None:
             key = auth.api_key.get_secret_value()
@@ -656,14 +657,10 @@ class OpenAIClient:
     # -- secrets --------------------------------------------------------------------------
 
     def _add_secret(self, secret: str) -> None:
-        if len(secret) >= 4:
-            forms = {secret, jsonlib.dumps(secret)[1:-1], quote(secret, safe="")}
-            self._secrets.extend(sorted(forms, key=len, reverse=True))
+        self._redactor.add(secret)
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, _MASK)
-        return text
+        return self._redactor.text(text)
 
     def _snippet(self, text: str) -> str:
         text = self._scrub(text.strip())

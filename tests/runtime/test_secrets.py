@@ -7,6 +7,7 @@ report file, the report hook, the merge fields, the run store and error messages
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -205,21 +206,31 @@ def test_the_canary_never_leaks_from_run_step(how: str) -> None:
     assert_clean("run_step's report hook", json.dumps(collector.reports))
 
 
-def test_a_literal_key_in_a_flow_is_masked_too(write_flow: Callable[..., Path]) -> None:
-    path = write_flow(
-        f"""
-        flow: literal
-        authorization: openai
-        authorizations:
-          openai: {{provider: openai, api_key: {CANARY}}}
-        steps:
-          - id: a
-            type: test.leak
-            config: {{how: return}}
-        """
+def test_a_literal_key_in_a_flow_is_refused_and_never_stored(
+    cli: Callable[..., Cli], tmp_path: Path
+) -> None:
+    # Issue #8: the flow ran, and its text, key included, was kept in the run store.
+    flow = tmp_path / "literal.yaml"
+    flow.write_text(
+        "flow: literal\n"
+        "authorization: openai\n"
+        "authorizations:\n"
+        f"  openai: {{provider: openai, api_key: {CANARY}}}\n"
+        "steps:\n"
+        "  - id: a\n"
+        "    type: core.set\n"
+        "    config: {values: {x: 1}}\n",
+        encoding="utf-8",
     )
-    result = run_flow(make_runtime(), path)
-    assert_clean("the merge fields", json.dumps(result.merge_fields))
+    for command in ("run", "validate"):
+        done = cli(command, flow)
+        assert done.code == 2, done.stderr
+        assert f"{flow}:4:" in done.stderr
+        assert "literal api_key" in done.stderr and "${env:NAME}" in done.stderr
+        assert "${file:PATH}" in done.stderr
+        assert_clean(f"`steprun {command}`", done.stdout + done.stderr)
+    for stored in (tmp_path / "state").glob("*"):
+        assert_clean(f"the store file {stored.name}", stored.read_bytes().decode("latin-1"))
 
 
 def test_the_redactor_masks_every_form_of_a_secret() -> None:
@@ -229,6 +240,16 @@ def test_the_redactor_masks_every_form_of_a_secret() -> None:
     redactor.add("abc")  # too short to mask without destroying the text
     text = f"{secret} {json.dumps(secret)} {quote(secret, safe='')} abc"
     assert redactor.text(text) == f'{MASK} "{MASK}" {MASK} abc'
+    # JSON-escaped as other encoders write it, in a body that is not parsed as JSON.
+    escaped = secret.replace('"', '\\"').replace("/", "\\/").replace("+", "\\u002B")
+    assert redactor.text(f"<{escaped}>") == f"<{MASK}>"
+    # Base64, alone and inside a longer base64 text (a Basic credential), standard or
+    # URL-safe: what is left of it carries no more than a few bits of the secret.
+    for prefix in (b"", b"u:", b"user:"):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            encoded = encode(prefix + secret.encode()).decode()
+            masked = redactor.text(encoded)
+            assert MASK in masked and len(masked) <= len(prefix) * 2 + 3 + len(MASK) + 4
     assert redactor.data({secret: [secret, 1, None]}) == {MASK: [MASK, 1, None]}
     assert not Redactor()
     assert Redactor().data({"a": "b"}) == {"a": "b"}

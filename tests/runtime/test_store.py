@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -92,6 +93,24 @@ def test_a_new_store_is_in_wal_mode_and_stamped_with_its_schema_version(
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {"runs", "merge_fields", "attempts"}
+
+
+def test_a_new_store_its_wal_and_shm_and_its_folder_are_the_owners_only(
+    store: RunStore, path: Path
+) -> None:
+    # Issue #8: they were 0644 in a 0755 folder, readable by every user of the machine.
+    store.write_now(new_run(store, "run-1"))
+    files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+    assert files == {"runs.db": 0o600, "runs.db-wal": 0o600, "runs.db-shm": 0o600}
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_a_store_an_older_steprun_left_readable_is_made_the_owners_only(path: Path) -> None:
+    path.parent.mkdir()
+    RunStore(path).close()
+    path.chmod(0o644)
+    RunStore(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_processes_opening_one_new_store_at_once_all_get_it(path: Path) -> None:

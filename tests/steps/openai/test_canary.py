@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
@@ -59,3 +61,36 @@ async def test_key_is_in_no_error_and_no_log_line(
     assert all(r.headers["authorization"] == f"Bearer {CANARY_KEY}" for r in fault_server.requests)
     if fault != "drop":
         assert "***" in caught.value.message
+
+
+# A key with the characters JSON encoders escape (`/` as `\/`, `+` as `\u002b`).
+ODD_KEY = "sk-proj/Zq9+wX3vR7t/K2m+bN5pL8sD4fH6jQ1c"
+
+
+def encoded_forms(key: str) -> list[str]:
+    return [
+        base64.b64encode(key.encode()).decode(),
+        base64.b64encode(f"user:{key}".encode()).decode(),  # a Basic credential
+        base64.urlsafe_b64encode(f"ab{key}".encode()).decode(),
+        key.replace("/", "\\/").replace("+", "\\u002b"),
+        key.replace("/", "\\u002F").replace("+", "\\u002B"),
+    ]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json"])
+async def test_a_key_echoed_in_base64_or_json_escaped_is_masked_too(
+    fault_server: FaultServer, make_context: MakeContext, content_type: str
+) -> None:
+    forms = encoded_forms(ODD_KEY)
+    body = "refused credentials: " + " | ".join(forms)
+    if content_type == "application/json":
+        body = json.dumps({"error": {"message": body, "type": "invalid_request_error"}})
+    fault_server.handler = lambda request: Reply(400, body.encode(), {"content-type": content_type})
+    harness = make_context(fault_server.base_url, api_key=ODD_KEY)
+    with pytest.raises(StepError) as caught:
+        await run_step("openai.retrieve_fine_tuning_job", {"job_id": "ftjob-1"}, harness.context)
+    shown = json.dumps(caught.value.to_dict()) + str(caught.value) + harness.log_text()
+    for form in [ODD_KEY, *forms]:
+        assert form not in shown, form
+    # Nor any stretch of the base64 that carries the key's bits.
+    assert base64.b64encode(ODD_KEY.encode()).decode()[:16] not in shown
