@@ -9,7 +9,7 @@ one for an internal error).
 from __future__ import annotations
 
 # Importing a command module registers its commands on the group.
-from . import catalog, control, inspect, run, serve, service
+from . import catalog, control, inspect, maintenance, run, serve, service
 from .common import cli, parse_inputs
 
 
@@ -23,6 +23,7 @@ __all__ = [
     "control",
     "inspect",
     "main",
+    "maintenance",
     "parse_inputs",
     "run",
     "serve",

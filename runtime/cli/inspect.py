@@ -10,7 +10,7 @@ import click
 from .common import STATE_OPTION, cli, handled, open_store
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of runs.")
 @click.option(
     "--limit",
@@ -21,8 +21,11 @@ from .common import STATE_OPTION, cli, handled, open_store
 )
 @STATE_OPTION
 @handled
-def runs(as_json: bool, limit: int, state_path: Path | None) -> None:
+@click.pass_context
+def runs(ctx: click.Context, as_json: bool, limit: int, state_path: Path | None) -> None:
     """List recent runs: id, flow, status, current step, started, updated."""
+    if ctx.invoked_subcommand is not None:
+        return  # `steprun runs prune`
     store = open_store(state_path)
     try:
         rows = [r.public() for r in store.runs(limit)]

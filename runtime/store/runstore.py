@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
-from . import failures
+from . import failures, integrity
 from .lease import LEASE_SECONDS, Fence, owner_alive
+from .retention import count_sql, prune_ops
+from .retention import retention as retention_of_env
 from .rows import AttemptRow, RunRow, dump, load
 from .schema import SCHEMA_VERSION, create_schema
 from .writer import Op, Writer
@@ -66,23 +68,33 @@ def _private(path: Path) -> None:
 class RunStore:
     """One SQLite run store. Reads are synchronous; writes are group-committed."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, retention: float | str | None = "env") -> None:
         self.path = path
+        # Seconds finished runs are kept (None: all); pruned with the first run started.
+        self.retention = retention_of_env() if isinstance(retention, str) else retention
+        self._pruned = False
         try:
             _private(path)
         except OSError as exc:
             raise failures.unavailable(path, exc, "create the folder of") from None
-        # WAL only once the file is known to be ours: switching a file to WAL rewrites
-        # its header, and a mistyped --state must leave somebody else's database alone.
-        self._read = self._connect(wal=False)
+        problem = integrity.size_problem(path)
+        if problem is not None:
+            raise failures.damaged(path, problem)
+        self._marker = integrity.OpenMarker(path)
+        check = self._marker.enter()
         try:
-            self._init_schema()
-            self._read.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.DatabaseError as exc:
-            self._read.close()
-            raise self._failed(exc, "open") from None
+            # WAL only once the file is known to be ours: switching a file to WAL rewrites
+            # its header, and a mistyped --state must leave somebody else's database alone.
+            self._read = self._connect(wal=False)
+            try:
+                self._init_schema(check)
+                self._read.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.DatabaseError as exc:
+                raise self._failed(exc, "open") from None
         except BaseException:
-            self._read.close()
+            if hasattr(self, "_read"):
+                self._read.close()
+            self._marker.leave()
             raise
         self._writer = Writer(self)
 
@@ -105,7 +117,7 @@ class RunStore:
     def _failed(self, exc: BaseException, doing: str = "read") -> StoreError:
         return failures.translate(self.path, exc, doing)
 
-    def _init_schema(self) -> None:
+    def _init_schema(self, check: bool) -> None:
         conn = self._read
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -129,15 +141,37 @@ class RunStore:
                     f"{version}, this one knows {SCHEMA_VERSION}); upgrade steprun, or point "
                     "--state / STEPRUN_STATE at another file"
                 )
-            check = conn.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise failures.damaged(self.path, check)
+            if check:
+                found = integrity.quick_check(conn)
+                if found != "ok":
+                    raise failures.damaged(self.path, found)
+                self._marker.checked()
         except sqlite3.DatabaseError as exc:
             raise self._failed(exc) from None
 
     def close(self) -> None:
         self._writer.close()
         self._read.close()
+        self._marker.leave()
+
+    def prune(self, older_than: float) -> int:
+        """Delete finished runs older than ``older_than`` seconds; return how many."""
+        now = time.time()
+        sql, params = count_sql(older_than, now)
+        try:
+            count = int(self._read.execute(sql, params).fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            raise self._failed(exc) from None
+        if count:
+            self.write_now(prune_ops(older_than, now))
+        return count
+
+    def check(self) -> list[str]:
+        """Every problem a full integrity check finds; empty when the file is sound."""
+        try:
+            return integrity.full_check(self._read)
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
 
     # -- writes ----------------------------------------------------------------------
 
@@ -173,7 +207,13 @@ class RunStore:
         owner: str,
     ) -> list[Op]:
         now = time.time()
+        prune: list[Op] = []
+        if self.retention is not None and not self._pruned:
+            # Once per process and store, in the transaction that records the run.
+            self._pruned = True
+            prune = prune_ops(self.retention, now)
         return [
+            *prune,
             (
                 "INSERT INTO runs (id, flow, flow_file, flow_text, flow_hash, base_dir, inputs, "
                 "authorizations_file, status, position, authorization, started, updated, "
@@ -194,7 +234,7 @@ class RunStore:
                     owner,
                     now + LEASE_SECONDS,
                 ),
-            )
+            ),
         ]
 
     def acquire(self, run_id: str, owner: str) -> None:
