@@ -62,3 +62,6 @@ def prune(older_than: str, state_path: Path | None) -> None:
     click.echo(
         f"pruned {count} finished run(s) older than {older_than} from {store.path}", err=True
     )
+
+
+__all__ = ["check", "prune"]

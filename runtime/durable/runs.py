@@ -1,0 +1,251 @@
+"""Starting a durable run, resuming one, and many runs of one flow in one process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from ..errors import InvalidInput, StoreError
+from ..flow import Flow
+from ..runner import RunState
+from ..store import RunRow, RunStore, lease_owner
+from .journal import FAILPOINT_ENV, StoreJournal, leased
+
+if TYPE_CHECKING:
+    from ..runtime import RunResult, Runtime
+
+
+async def start(
+    runtime: Runtime,
+    store: RunStore,
+    flow: Flow,
+    *,
+    inputs: Mapping[str, Any],
+    authorizations_file: Path | None = None,
+    run_id: str | None = None,
+    log_level: str | None = None,
+    report_file: Path | IO[str] | None = None,
+    console: IO[str] | None = None,
+) -> RunResult:
+    """Start a new durable run of a validated flow."""
+    from ..reports import ensure_writable
+    from ..runtime import new_run_id
+
+    # What can still be wrong with the input is found before the run is recorded, so a
+    # missing secret or an unwritable report file leaves no run behind (exit 2, no effect).
+    runtime.prepare(flow)
+    ensure_writable(report_file)
+    run_id = run_id or new_run_id()
+    owner = lease_owner()
+    state = RunState(
+        run_id=run_id,
+        flow=flow,
+        inputs={**flow.inputs, **inputs},
+        position=flow.steps[0].id,
+        authorization=flow.authorization,
+    )
+    await store.write(
+        store.create_run_ops(
+            run_id=run_id,
+            flow=flow.name,
+            flow_file=flow.file,
+            flow_text=flow.source.text,
+            flow_hash=flow.digest,
+            base_dir=str(flow.base_dir),
+            inputs=state.inputs,
+            authorizations_file=str(authorizations_file.resolve()) if authorizations_file else None,
+            position=state.position,
+            authorization=state.authorization,
+            owner=owner,
+        )
+    )
+    journal = StoreJournal(store, run_id, owner=owner, failpoint=runtime.environ.get(FAILPOINT_ENV))
+    async with leased(store, run_id, owner, journal):
+        return await runtime.resume(
+            state, log_level=log_level, report_file=report_file, console=console, journal=journal
+        )
+
+
+async def resume(
+    runtime: Runtime,
+    store: RunStore,
+    run_id: str,
+    *,
+    authorizations: Mapping[str, Any] | None = None,
+    log_level: str | None = None,
+    report_file: Path | None = None,
+    console: IO[str] | None = None,
+) -> RunResult:
+    """Continue a run from where it stopped (a crash, a kill, or a failed step)."""
+    row = store.run(run_id)
+    run_id = row.id
+    if row.status == "succeeded":
+        raise InvalidInput(f"run {run_id} already succeeded; there is nothing to resume")
+    if row.status == "cancelled":
+        raise InvalidInput(f"run {run_id} was cancelled; start a new run instead")
+    owner = lease_owner()
+    store.acquire(run_id, owner)  # raises if a live process drives it
+    try:
+        state, carried, next_seq = _restore(runtime, store, row, authorizations)
+    except BaseException:
+        store.write_now(store.release_ops(run_id, owner))
+        raise
+    if console is not None:
+        print(
+            f"resuming run {run_id} at step {state.position!r} "
+            f"({state.executed} step executions so far)",
+            file=console,
+            flush=True,
+        )
+    if row.status == "failed":
+        await store.write(
+            [("UPDATE runs SET status = 'running', error = NULL WHERE id = ?", (run_id,))]
+        )
+    journal = StoreJournal(
+        store,
+        run_id,
+        owner=owner,
+        next_seq=next_seq,
+        carried=carried,
+        failpoint=runtime.environ.get(FAILPOINT_ENV),
+    )
+    async with leased(store, run_id, owner, journal):
+        return await runtime.resume(
+            state, log_level=log_level, report_file=report_file, console=console, journal=journal
+        )
+
+
+async def start_many(
+    runtime: Runtime,
+    store: RunStore,
+    flow: Flow,
+    rows: list[dict[str, Any]],
+    *,
+    concurrency: int,
+    authorizations_file: Path | None = None,
+    log_level: str | None = None,
+    report_file: IO[str] | None = None,
+    console: IO[str] | None = None,
+) -> list[RunResult]:
+    """One durable run per row of inputs, ``concurrency`` at a time, in this process."""
+    from ..runtime import RunResult
+
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(index: int, row: dict[str, Any]) -> RunResult:
+        async with gate:
+            result = await start(
+                runtime,
+                store,
+                flow,
+                inputs=row,
+                authorizations_file=authorizations_file,
+                log_level=log_level,
+                report_file=report_file,
+            )
+        if console is not None:
+            where = ""
+            if result.error and result.status != "succeeded":
+                where = f": {result.error.get('message')}"
+            print(f"row {index + 1}: run {result.run_id} {result.status}{where}", file=console)
+        return result
+
+    results = await asyncio.gather(
+        *(one(i, row) for i, row in enumerate(rows)), return_exceptions=True
+    )
+    out: list[RunResult] = []
+    for index, result in enumerate(results):
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result
+            out.append(
+                RunResult(
+                    run_id="",
+                    flow=flow.name,
+                    status="failed",
+                    merge_fields={},
+                    error={"type": "run_error", "message": f"row {index + 1}: {result}"},
+                )
+            )
+        else:
+            out.append(result)
+    return out
+
+
+def _restore(
+    runtime: Runtime,
+    store: RunStore,
+    row: RunRow,
+    authorizations: Mapping[str, Any] | None,
+) -> tuple[RunState, dict[str, dict[str, Any]], int]:
+    import hashlib
+
+    if hashlib.sha256(row.flow_text.encode("utf-8")).hexdigest() != row.flow_hash:
+        raise StoreError(
+            f"run {row.id}: the stored flow text does not match its hash; the store is "
+            "damaged and the run cannot be resumed safely"
+        )
+    flow = stored_flow(runtime, row, authorizations)
+    attempts = store.attempts(row.id)
+    merge_fields = store.merge_fields(row.id)
+    counts: dict[str, int] = {}
+    for attempt in attempts:
+        counts[attempt.step_id] = max(counts.get(attempt.step_id, 0), attempt.attempt)
+    carried: dict[str, dict[str, Any]] = {}
+    position = row.position
+    error = row.error
+    last = attempts[-1] if attempts else None
+    if last is not None and last.status == "started":
+        # Killed mid-step: that step runs again, told it is resuming.
+        position = last.step_id
+        carried[last.step_id] = dict(last.saved)
+        if last.wake_at is not None:
+            carried[last.step_id]["_wake_at"] = last.wake_at
+    elif row.status == "failed":
+        failed_step = (row.error or {}).get("step") or (last.step_id if last else None)
+        if failed_step is None or failed_step not in flow.by_id:
+            raise InvalidInput(f"run {row.id} failed before any step; start a new run instead")
+        position = failed_step
+        error = None
+        if last is not None and last.step_id == failed_step:
+            # Its last attempt may have had an effect before failing (an ambiguous create):
+            # reconcile first, exactly as after a crash.
+            carried[failed_step] = dict(last.saved)
+    state = RunState(
+        run_id=row.id,
+        flow=flow,
+        inputs=row.inputs,
+        position=position,
+        authorization=row.authorization,
+        merge_fields=merge_fields,
+        error=error,
+        executed=row.executed,
+        started=row.started,
+        attempts=counts,
+        unfinished={
+            k: {kk: vv for kk, vv in v.items() if kk != "_wake_at"} for k, v in carried.items()
+        },
+    )
+    next_seq = (attempts[-1].seq + 1) if attempts else 1
+    return state, carried, next_seq
+
+
+def stored_flow(runtime: Runtime, row: RunRow, authorizations: Mapping[str, Any] | None) -> Flow:
+    """The run's flow as it was when it started, with the authorizations given now, else
+    those of the file it started with."""
+    if authorizations is None and row.authorizations_file:
+        from ..authorizations import read_authorizations_file
+
+        authorizations = read_authorizations_file(Path(row.authorizations_file), runtime.schemas)
+    return runtime.load_text(
+        row.flow_text,
+        file=row.flow_file,
+        base_dir=Path(row.base_dir),
+        inputs=row.inputs,
+        authorizations=authorizations,
+    )
+
+
+__all__ = ["resume", "start", "start_many", "stored_flow"]
