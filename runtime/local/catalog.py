@@ -100,6 +100,8 @@ BASE_MODELS: dict[str, BaseModel] = {
 LEGACY_BASES = ("ada", "babbage", "curie", "davinci")
 # Models that fine-tune with method reinforcement (and with no other method).
 REINFORCEMENT = ("o4-mini-2025-04-16",)
+# Reasoning models: reasoning_effort, max_completion_tokens only, default sampling only.
+REASONING = ("o4-mini-2025-04-16",)
 # Dollars per 1K training tokens in the 2023 price list; the legacy API reports a cost event.
 LEGACY_PRICES = {"ada": 0.0004, "babbage": 0.0006, "curie": 0.003, "davinci": 0.03}
 
@@ -122,6 +124,7 @@ __all__ = [
     "BASE_MODELS",
     "LEGACY_BASES",
     "LEGACY_PRICES",
+    "REASONING",
     "REINFORCEMENT",
     "BaseModel",
     "Kind",

@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import ids, shaping, tokens
-from .chat_rules import check_chat, token_limit
+from . import catalog, ids, shaping, tokens
+from .chat_rules import check_chat, check_reasoning, token_limit
 from .context import Context, json_body
 from .errors import APIError
 from .model import Generation, RetrievalModel, TokenChoice
@@ -137,6 +137,13 @@ def _answer(
     return Answer(reshaped, finish_reason=reshaped.finish_reason)
 
 
+def _is_reasoning(ctx: Context, model_id: str) -> bool:
+    """Whether the model is (or was fine-tuned from) a reasoning model."""
+    record = ctx.fine_tuned(model_id)
+    base = catalog.resolve(record.root if record is not None else model_id)
+    return base is not None and base.id in catalog.REASONING
+
+
 def _token_logprob(token: str, logprob: float) -> dict[str, Any]:
     return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
 
@@ -180,6 +187,7 @@ def chat_completion(ctx: Context, body: dict[str, Any]) -> Response:
             "endpoint. Did you mean to use v1/completions?",
             param="model",
         )
+    check_reasoning(body, _is_reasoning(ctx, model_id))
     want_logprobs = bool(body.get("logprobs"))
     top_logprobs = body.get("top_logprobs")
     if top_logprobs is not None and not want_logprobs:

@@ -225,6 +225,37 @@ def token_limit(body: dict[str, Any]) -> int | None:
     return body.get("max_tokens") if limit is None else limit
 
 
+def _unsupported(name: str, message: str) -> Exception:
+    return invalid(message, param=name, code="unsupported_parameter")
+
+
+def check_reasoning(body: dict[str, Any], reasoning: bool) -> None:
+    """What a reasoning model (o4-mini) refuses, and what only it accepts."""
+    if not reasoning:
+        if body.get("reasoning_effort") is not None:
+            raise _unsupported(
+                "reasoning_effort",
+                "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+            )
+        return
+    if body.get("max_tokens") is not None:
+        # The API's words, as reported in devnullvoid/dms-ai-assistant#12.
+        raise _unsupported(
+            "max_tokens",
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+            "'max_completion_tokens' instead.",
+        )
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if value is not None and value != 1:
+            raise invalid(
+                f"Unsupported value: '{name}' does not support {value} with this model. Only "
+                "the default (1) value is supported.",
+                param=name,
+                code="unsupported_value",
+            )
+
+
 def check_chat(body: dict[str, Any]) -> None:
     """Every rule above, in the order the API reports them."""
     messages = body["messages"]
@@ -240,6 +271,7 @@ __all__ = [
     "TOOL_CHOICES",
     "check_chat",
     "check_messages",
+    "check_reasoning",
     "check_response_format",
     "check_tools",
     "function_tools",

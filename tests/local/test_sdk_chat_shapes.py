@@ -424,3 +424,49 @@ def test_what_openai_refuses_is_a_400_with_its_message_and_param(
     assert caught.value.status_code == 400
     assert caught.value.message.endswith(message)
     assert caught.value.param == param
+
+
+REASONING_REFUSED: list[tuple[str, dict[str, Any], str, str]] = [
+    (
+        "gpt-4o-mini",
+        {"reasoning_effort": "low"},
+        "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+        "reasoning_effort",
+    ),
+    (
+        "o4-mini",
+        {"max_tokens": 10},
+        "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+        "'max_completion_tokens' instead.",
+        "max_tokens",
+    ),
+    (
+        "o4-mini",
+        {"temperature": 0},
+        "Unsupported value: 'temperature' does not support 0 with this model. Only the default "
+        "(1) value is supported.",
+        "temperature",
+    ),
+]
+
+
+@pytest.mark.parametrize(("model", "settings", "message", "param"), REASONING_REFUSED)
+def test_reasoning_settings_as_openai_takes_them(
+    client: openai.OpenAI, model: str, settings: dict[str, Any], message: str, param: str
+) -> None:
+    request: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "hi"}],
+        **settings,
+    }
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(**request)
+    assert caught.value.message.endswith(message)
+    assert caught.value.param == param
+    reply = client.chat.completions.create(
+        model="o4-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        reasoning_effort="high",
+        max_completion_tokens=20,
+    )
+    assert reply.choices[0].message.content

@@ -236,6 +236,15 @@ INVALID_CONFIGS: list[tuple[str, dict[str, Any]]] = [
         {"api": "legacy", "training_file": "f", "classification_betas": [1]},
     ),
     ("wandb without project", {**BASE, "integrations": [{"type": "wandb", "wandb": {}}]}),
+    ("a suffix that breaks the model name (issue 10)", {**BASE, "suffix": "a b/c:d"}),
+    (
+        "hyperparameters both at the top and in the method (issue 10)",
+        {
+            **BASE,
+            "hyperparameters": {"n_epochs": 2},
+            "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3}}},
+        },
+    ),
     ("unknown key", {**BASE, "epochs": 3}),
     ("bad result_format", {**BASE, "result_format": "json"}),
 ]
