@@ -21,6 +21,12 @@ well) listing every violation, each with its JSON path.
 
 The upstream documents have quirks that a plain validator gets wrong; each is repaired
 explicitly in :func:`_repair_current` / :func:`_repair_legacy`, and each repair says why.
+Every repair is a gap of the documents, never a way around the backend: OpenAPI 3.0
+keywords in the 3.1 document (``exclusiveMinimum: true``, ``nullable``), the ``paused``
+status its own example answers, null ids of an empty file page, the ``null`` scores of
+the first echoed token, the streamed ``finish_reason: null``, and the legacy integer log
+probabilities. Operations newer than the trimmed copy (graders, checkpoint permissions)
+are checked against the official SDK's response types.
 """
 
 from __future__ import annotations
