@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -138,7 +138,8 @@ class Services:
     types: Mapping[str, StepType]
     # The first schema problem of a rendered config, or None when it is valid.
     config_problem: Callable[[StepType, dict[str, Any]], ValidationError | None]
-    render: Callable[[Any, Mapping[str, Any]], Any]
+    # Renders a step's config (Templates.render_config: off the event loop when costly).
+    render: Callable[[Any, Mapping[str, Any]], Awaitable[Any]]
     http: httpx.AsyncClient
     authorizations: Mapping[str, Authorization]
     redactor: Redactor
@@ -231,7 +232,6 @@ class Runner:
         next_id: str | None
         error: dict[str, Any] | None = None
         try:
-            config = self._config(state, step, step_type)
             timeout, run_deadline = self._timeout(step, deadline)
             context = StepContext(
                 run_id=state.run_id,
@@ -251,6 +251,8 @@ class Runner:
             )
             try:
                 async with asyncio.timeout(timeout):
+                    # Rendering counts against the timeouts: they stop a costly template.
+                    config = await self._config(state, step, step_type)
                     result = await step_type.run(config, context)
             except TimeoutError:
                 if run_deadline:
@@ -325,11 +327,11 @@ class Runner:
         state.position = next_id
         await self.s.journal.step_finished(state, step, report)
 
-    def _config(self, state: RunState, step: FlowStep, step_type: StepType) -> dict[str, Any]:
+    async def _config(self, state: RunState, step: FlowStep, step_type: StepType) -> dict[str, Any]:
         if not _has_template(step.config):
             return step.config  # checked statically before the run
         try:
-            config: dict[str, Any] = self.s.render(step.config, state.variables())
+            config: dict[str, Any] = await self.s.render(step.config, state.variables())
         except TemplateProblem as exc:
             raise StepError(
                 f"config of step {step.id!r}: {exc.message}", type="template_error", code=exc.code

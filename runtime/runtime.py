@@ -113,6 +113,7 @@ class Runtime:
         await self.aclose()
 
     async def aclose(self) -> None:
+        self.templates.close()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -245,7 +246,7 @@ class Runtime:
             Services(
                 types=self.step_types,
                 config_problem=self._config_problem,
-                render=self.templates.render_value,
+                render=self.templates.render_config,
                 http=self.http,
                 authorizations=resolved,
                 redactor=redactor,

@@ -1,0 +1,244 @@
+"""Compiling and rendering templates: each source parsed once, each rendering budgeted.
+
+A step's config renders on the event loop while it is quick. One that is still running
+after :data:`~.limits.ON_LOOP_SECONDS` (or that works on a large value) starts again on a
+worker thread, where the rest of its second runs without holding up the other runs of the
+process, and where a step's or run's timeout stops it at its next operation. Templates
+have no effects, so rendering one again is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import TemplateSyntaxError, nodes
+from jinja2.environment import TemplateExpression
+from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+
+from . import limits
+from .analysis import (
+    References,
+    TemplateProblem,
+    references,
+    show,
+    single_expression,
+    to_json,
+    undefined_message,
+    unknown_names,
+)
+from .limits import MAX_OUTPUT, Budget, OffLoop, TooCostly
+from .sandbox import REMOVED_GLOBALS, Bounded, Sandbox
+
+_WORKERS = 2  # threads per runtime for renderings that outgrow the loop
+
+
+def is_template(value: str) -> bool:
+    return "{{" in value or "{%" in value
+
+
+@dataclass
+class _Parsed:
+    """One parse of a template source, shared by checking, analysis and compiling."""
+
+    tree: nodes.Template | None
+    problem: TemplateProblem | None
+    refs: References
+    expression: nodes.Expr | None  # set when the source is exactly one {{ expression }}
+
+
+class Templates:
+    """Compiles and renders templates for one runtime; every source is parsed once."""
+
+    def __init__(self) -> None:
+        self.env = Sandbox()
+        self._parsed: dict[str, _Parsed] = {}
+        self._compiled: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        """Let the worker threads go (a rendering still running stops within its second)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    # -- static side -------------------------------------------------------------------
+
+    def check(self, source: str) -> str | None:
+        """A problem that stops ``source`` from compiling, as a sentence, or None.
+
+        Compiles it too, so that a validated flow's first run pays no compile cost.
+        """
+        try:
+            self._compile(source)
+        except TemplateProblem as exc:
+            return exc.message
+        return None
+
+    def references(self, source: str) -> References:
+        """The names ``source`` reads (empty when it does not parse)."""
+        return self._parse(source).refs
+
+    def _parse(self, source: str) -> _Parsed:
+        found = self._parsed.get(source)
+        if found is not None:
+            return found
+        try:
+            tree = Bounded().visit(self.env.parse(source))
+            tree.set_environment(self.env)
+        except (TemplateSyntaxError, ValueError) as exc:
+            # ValueError: a number literal longer than Python reads (4,300 digits).
+            message = exc.message if isinstance(exc, TemplateSyntaxError) else str(exc)
+            problem = TemplateProblem(
+                f"template syntax error in {show(source)}: {message}", code="template_syntax"
+            )
+            found = _Parsed(None, problem, References(), None)
+        else:
+            found = _Parsed(
+                tree,
+                unknown_names(self.env.filters, self.env.tests, tree, source),
+                references(tree, self.env.globals),
+                single_expression(tree),
+            )
+        self._parsed[source] = found
+        return found
+
+    # -- rendering ---------------------------------------------------------------------
+
+    def render(self, source: str, variables: Mapping[str, Any]) -> Any:
+        """Render one template, in this thread, within a fresh budget."""
+        return self._in_budget(Budget(), self._render, source, variables)
+
+    def render_value(self, value: Any, variables: Mapping[str, Any]) -> Any:
+        """Render every template string inside a JSON-like value, in this thread."""
+        return self._in_budget(Budget(), self._render_value, value, variables)
+
+    async def render_config(self, value: Any, variables: Mapping[str, Any]) -> Any:
+        """Render a step's config without holding up the event loop for long.
+
+        A cancelled await (the step's or the run's timeout) stops a rendering that moved
+        to a worker thread at its next operation.
+        """
+        budget = Budget(on_loop=True)
+        try:
+            return self._in_budget(budget, self._render_value, value, variables)
+        except OffLoop:
+            pass
+        budget = Budget(started=budget.started)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="steprun-templates")
+        work = asyncio.get_running_loop().run_in_executor(
+            self._pool, self._in_budget, budget, self._render_value, value, variables
+        )
+        try:
+            return await work
+        finally:
+            budget.stopped = True
+
+    def _in_budget(self, budget: Budget, render: Callable[..., Any], *args: Any) -> Any:
+        token = limits.use(budget)
+        try:
+            return render(*args)
+        finally:
+            limits.release(token)
+
+    def _render_value(self, value: Any, variables: Mapping[str, Any]) -> Any:
+        if isinstance(value, str):
+            return self._render(value, variables) if is_template(value) else value
+        if isinstance(value, dict):
+            return {k: self._render_value(v, variables) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._render_value(v, variables) for v in value]
+        return value
+
+    def _render(self, source: str, variables: Mapping[str, Any]) -> Any:
+        fn = self._compile(source)
+        try:
+            result = fn(variables)
+        except UndefinedError as exc:
+            name = re.match(r"'(?P<name>[^']+)' is undefined", str(exc))
+            if name and name["name"] in REMOVED_GLOBALS:
+                raise TemplateProblem(
+                    f"{name['name']!r} is not available in templates (templates are data, "
+                    f"not code) in {show(source)}",
+                    code="template_not_allowed",
+                ) from None
+            raise TemplateProblem(f"{undefined_message(exc)} in {show(source)}") from None
+        except TooCostly as exc:
+            raise TemplateProblem(f"{exc} in {show(source)}", code="template_not_allowed") from None
+        except SecurityError as exc:
+            raise TemplateProblem(
+                f"{exc} in {show(source)}; templates may only read inputs, merge fields and error",
+                code="template_not_allowed",
+            ) from None
+        except RecursionError:
+            raise TemplateProblem(f"{show(source)} recurses too deeply") from None
+        except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
+            raise TemplateProblem(f"{show(source)} failed: {exc}") from None
+        if isinstance(result, str) and len(result) > MAX_OUTPUT:
+            raise TemplateProblem(
+                f"{show(source)} produced {len(result)} characters; the limit is {MAX_OUTPUT}"
+            )
+        return result
+
+    def _compile(self, source: str) -> Callable[[Mapping[str, Any]], Any]:
+        found = self._compiled.get(source)
+        if found is not None:
+            return found
+        parsed = self._parse(source)
+        if parsed.problem is not None:
+            raise parsed.problem
+        try:
+            render = self._renderer(source, parsed)
+        except TemplateSyntaxError as exc:
+            raise TemplateProblem(
+                f"template syntax error in {show(source)}: {exc.message}", code="template_syntax"
+            ) from None
+        except SecurityError as exc:
+            raise TemplateProblem(f"{exc} in {show(source)}", code="template_not_allowed") from None
+        # Jinja copies every variable it is given into a new context; handing it only the
+        # names this template reads keeps a render's cost independent of the run's size.
+        roots = tuple(parsed.refs.roots)
+
+        def fn(variables: Mapping[str, Any]) -> Any:
+            return render({k: variables[k] for k in roots if k in variables})
+
+        self._compiled[source] = fn
+        return fn
+
+    def _renderer(self, source: str, parsed: _Parsed) -> Callable[[dict[str, Any]], Any]:
+        if parsed.expression is not None:
+            # What Environment.compile_expression does, from the tree we already have.
+            parsed.expression.set_environment(self.env)
+            body = nodes.Template(
+                [nodes.Assign(nodes.Name("result", "store"), parsed.expression, lineno=1)],
+                lineno=1,
+            )
+            expression = TemplateExpression(self.env.from_string(body), False)
+            return lambda variables: to_json(expression(**variables), source)
+        assert parsed.tree is not None
+        template = self.env.from_string(parsed.tree)
+
+        def render(variables: dict[str, Any]) -> Any:
+            # Counted as it is produced: a loop's output is refused at the limit, not
+            # after a gigabyte of it has been joined.
+            size, parts = 0, []
+            for chunk in template.generate(variables):
+                size += len(chunk)
+                if size > MAX_OUTPUT:
+                    raise TemplateProblem(
+                        f"{show(source)} produced more than {MAX_OUTPUT} "
+                        "characters, the limit for one value",
+                        code="template_not_allowed",
+                    )
+                parts.append(chunk)
+            return "".join(parts)
+
+        return render
+
+
+__all__ = ["Templates", "is_template"]
