@@ -319,9 +319,11 @@ def test_a_resumed_wait_watches_the_same_job_and_keeps_its_wake_up_time(
     server: LocalServer, tmp_path: Path
 ) -> None:
     ws = Workspace(tmp_path / "wake", server)
-    # The first poll finds the job unfinished and sleeps 4 s: that wake-up time is what
-    # the run store must keep across the kill.
-    args = ws.fine_tune(poll_interval="4s", max_poll_interval="4s")
+    # The first poll finds the job unfinished and sleeps 8 s: that wake-up time is what
+    # the run store must keep across the kill. (8 s, not less: on a busy machine the
+    # resuming process alone can take seconds to start, and the attempt it records must
+    # still come well before the wake-up time.)
+    args = ws.fine_tune(poll_interval="8s", max_poll_interval="8s")
     child = ws.spawn(*args)
     row = wait_for(
         lambda: (found := ws.step_started("wait")) and found["wake_at"] and found,
