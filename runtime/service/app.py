@@ -68,6 +68,10 @@ class Service:
             else None
         )
         self.store = RunStore(settings.state_path)
+        # `provider: local` keeps its files and jobs beside the run store, in the folder the
+        # CLI uses (cli/common.py LOCAL_STATE): a service restarted mid-run, or a
+        # `steprun resume` of its run, finds the same job.
+        self.runtime.local_state = settings.state_path.parent / "local-backend"
         self.records = Records(settings.state_path.parent / "service.db")
         self.callbacks = Callbacks(
             self.records,

@@ -61,6 +61,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, slow_backend: str) -> It
     (tmp / "token").write_text(TOKEN + "\n")
     (tmp / "auth.yaml").write_text(
         f"slow:\n  provider: openai\n  base_url: {slow_backend}/v1\n  api_key: ${{env:SLOW_KEY}}\n"
+        "local:\n  provider: local\n"
     )
     args = [
         "serve",
@@ -164,19 +165,16 @@ def test_the_example_run_its_steps_and_its_loss_curve(page: Any, dashboard: Serv
     page.wait_for_selector("#chart .main-svg")
     job_id = run["merge_fields"]["job"]["id"]
     with dashboard.client() as client:
+        # The job is on the service's embedded backend; its events, through the same step
+        # over the API, are the count to match: one train-loss point per metrics event.
         events = client.post(
             "/v1/steps/openai.list_fine_tuning_events",
-            json={"config": {"job_id": job_id, "all": True}},
-        )
-    # The job is on the service's embedded backend; its events through the same step:
-    # the page draws one train-loss point per metrics event.
+            json={"config": {"job_id": job_id, "all": True}, "authorization": "local"},
+        ).json()
+    assert events["status"] == "succeeded", events
+    metrics = [e for e in events["output"]["data"] if e.get("type") == "metrics"]
     drawn = page.evaluate("document.getElementById('chart').data[0].x.length")
-    shown = int(page.locator("#job-points").inner_text())
-    assert drawn == shown > 0
-    body = events.json()
-    if body["status"] == "succeeded":  # without an authorization the step may not reach it
-        metrics = [e for e in body["output"]["data"] if e.get("type") == "metrics"]
-        assert drawn == len(metrics)
+    assert drawn == len(metrics) == int(page.locator("#job-points").inner_text()) > 0
     assert page.locator("#job-status").inner_text() == "succeeded"
     shot(page, "job")
 
