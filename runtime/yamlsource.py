@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,9 @@ Path = tuple[str | int, ...]
 
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 200_000
+# How deep a document may nest, from its top. A step's config sits 3 levels down and may
+# nest 100 more (validation says so precisely); anything deeper is refused while reading.
+MAX_DEPTH = 128
 
 _PLAIN_COLLECTIONS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
@@ -151,78 +155,120 @@ class _Builder:
         self.lines: dict[Path, int] = {}
         self.problems: list[Problem] = []
         self.nodes = 0
+        self._too_deep = False
+        self._open: set[int] = set()  # the collections being built: an alias to one loops
+        self._merged: dict[int, int] = {}  # mapping node -> how many pairs merge keys added
         # Constructs scalars with the same resolution rules PyYAML's safe loader uses.
         self._scalars = yaml.SafeLoader("")
+
+    def problem(self, message: str, node: yaml.Node) -> None:
+        self.problems.append(Problem(message, file=self.file, line=node.start_mark.line + 1))
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
-            if not any("too many values" in p.message for p in self.problems):
-                self.problems.append(
-                    Problem(
-                        f"the document expands to more than {MAX_NODES} values (through "
-                        "YAML aliases or sheer size); a flow file should be small",
-                        file=self.file,
-                        line=node.start_mark.line + 1,
-                    )
+            if self.nodes == MAX_NODES + 1:  # once, however many more values there are
+                self.problem(
+                    f"the document expands to more than {MAX_NODES} values (through YAML "
+                    "aliases or sheer size); a flow file should be small",
+                    node,
+                )
+            return None
+        if len(path) > MAX_DEPTH:
+            # Deeper than any flow can be; building it would exhaust Python's stack.
+            if not self._too_deep:
+                self._too_deep = True
+                self.problem(
+                    f"values are nested more than {MAX_DEPTH} levels deep here; a step's "
+                    "config may nest values at most 100 levels deep",
+                    node,
                 )
             return None
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_COLLECTIONS:
             # We build lists and mappings ourselves, so a tag on one (!!python/object/apply,
             # !!set) would otherwise be dropped silently instead of refused like a scalar's.
-            self.problems.append(
-                Problem(
-                    f"cannot read this value: the tag {node.tag!r} is not allowed. Flow files "
-                    "use plain YAML (strings, numbers, booleans, lists, mappings) without !tags.",
-                    file=self.file,
-                    line=node.start_mark.line + 1,
-                )
+            self.problem(
+                f"cannot read this value: the tag {node.tag!r} is not allowed. Flow files use "
+                "plain YAML (strings, numbers, booleans, lists, mappings) without !tags.",
+                node,
             )
             return None
-        if isinstance(node, yaml.MappingNode):
-            self._scalars.flatten_mapping(node)  # applies YAML merge keys (<<)
-            result: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = self.build(key_node, (*path, "<key>"))
-                if isinstance(key, list | dict):
-                    self.problems.append(
-                        Problem(
-                            "a mapping key must be a plain value, not a list or a mapping",
-                            file=self.file,
-                            line=key_node.start_mark.line + 1,
-                        )
-                    )
-                    continue
-                if key in result:
-                    self.problems.append(
-                        Problem(
-                            f"key {key!r} appears twice in the same mapping (first on line "
-                            f"{self.lines.get((*path, _path_key(key)), '?')}); YAML would "
-                            "silently keep only the last one. Remove or rename one of them.",
-                            file=self.file,
-                            line=key_node.start_mark.line + 1,
-                        )
-                    )
-                child = (*path, _path_key(key))
-                self.lines[child] = key_node.start_mark.line + 1
-                result[key] = self.build(value_node, child)
-            self.lines.pop((*path, "<key>"), None)
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.CollectionNode):
+            if id(node) in self._open:
+                self.problem(
+                    "a YAML alias here refers to a value that contains it (an anchor used "
+                    "inside itself), which would make it endlessly deep; copy the values "
+                    "instead",
+                    node,
+                )
+                return None
+            self._open.add(id(node))
+            try:
+                if isinstance(node, yaml.MappingNode):
+                    return self._mapping(node, path)
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            finally:
+                self._open.discard(id(node))
         try:
             return self._scalars.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
-            self.problems.append(
-                Problem(
-                    f"cannot read this value: {exc.problem}. Flow files use plain YAML "
-                    "(strings, numbers, booleans, lists, mappings) without !tags.",
-                    file=self.file,
-                    line=node.start_mark.line + 1,
-                )
+            self.problem(
+                f"cannot read this value: {exc.problem}. Flow files use plain YAML "
+                "(strings, numbers, booleans, lists, mappings) without !tags.",
+                node,
             )
-            return None
+        except ValueError:  # int() refuses more than 4,300 digits
+            self.problem(
+                f"this number has {len(node.value)} digits, more than a number may have "
+                f"({sys.get_int_max_str_digits() or 'the limit'}); quote it to keep it as text",
+                node,
+            )
+        return None
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
+        merged = self._merged.get(id(node))
+        if merged is None:
+            # Merge keys (<<) put the merged pairs first; the mapping's own keys follow and
+            # override them, as YAML says. Remembered: an alias may bring the node back.
+            own = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
+            self._scalars.flatten_mapping(node)
+            merged = self._merged[id(node)] = len(node.value) - own
+        result: dict[Any, Any] = {}
+        first: dict[Any, yaml.Node] = {}  # each key's own (not merged) node, by key
+        for index, (key_node, value_node) in enumerate(node.value):
+            key = self.build(key_node, (*path, "<key>"))
+            if isinstance(key, list | dict):
+                self.problem(
+                    "a mapping key must be a plain value, not a list or a mapping", key_node
+                )
+                continue
+            if index >= merged:
+                earlier = first.get(key)
+                if earlier is not None:
+                    self.problem(_duplicate(key_node, earlier), key_node)
+                first.setdefault(key, key_node)
+            child = (*path, _path_key(key))
+            self.lines[child] = key_node.start_mark.line + 1
+            result[key] = self.build(value_node, child)
+        self.lines.pop((*path, "<key>"), None)
+        return result
+
+
+def _duplicate(again: yaml.Node, first: yaml.Node) -> str:
+    line = first.start_mark.line + 1
+    if isinstance(again, yaml.ScalarNode) and isinstance(first, yaml.ScalarNode):
+        if again.value != first.value:  # 1 and true, 1 and 1.0: one key to Python
+            return (
+                f"key {again.value} is the same key as {first.value} on line {line} "
+                f"({again.value} equals {first.value} once read); quote them "
+                f"('{first.value}', '{again.value}') to keep both as text, or remove one"
+            )
+        return (
+            f"key {again.value!r} appears twice in the same mapping (first on line {line}); "
+            "YAML would silently keep only the last one. Remove or rename one of them."
+        )
+    return f"this key appears twice in the same mapping (first on line {line}); remove one"
 
 
 def _path_key(key: Any) -> str | int:
