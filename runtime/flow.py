@@ -7,7 +7,7 @@ constructors here convert and apply defaults but do not re-check.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,27 @@ class Flow:
     on_error: str | None = None
     description: str = ""
     by_id: dict[str, FlowStep] = field(default_factory=dict)
+    read_inputs: frozenset[str] = frozenset()  # inputs.NAME read by templates (validation)
+
+    def check_inputs(self, names: Iterable[str], where: str) -> None:
+        """InvalidInput (exit 2) for a name given as an input that the flow neither declares
+        nor reads: a typo would otherwise run silently with the default."""
+        known = sorted(set(self.inputs) | self.read_inputs)
+        unknown = sorted(set(names) - set(known))
+        if not unknown:
+            return
+        import difflib
+
+        from .errors import InvalidInput
+
+        name = unknown[0]
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        listed = ", ".join(known) if known else "none"
+        raise InvalidInput(
+            f"{where}: flow {self.name!r} ({self.file}) has no input {name!r}.{hint} "
+            f"Its inputs: {listed}."
+        )
 
     @property
     def file(self) -> str:

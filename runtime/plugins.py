@@ -43,12 +43,12 @@ def make_plugin_manager(
             raise PluginError(
                 f"built-in plugin {name} failed to import: {exc.__class__.__name__}: {exc}"
             ) from exc
-        pm.register(module, name=name.rsplit(".", 1)[-1])
+        _register(pm, module, name.rsplit(".", 1)[-1])
     for plugin in plugins:
         # Named so that errors can say which plugin: a module by its name, an object by
         # its class (pluggy would use its id(), a number nobody recognises).
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__qualname__}@{id(plugin):x}"
-        pm.register(plugin, name=name)
+        _register(pm, plugin, name)
     environ = os.environ if environ is None else environ
     if autoload is None:
         autoload = not environ.get(DISABLE_AUTOLOAD_ENV)
@@ -72,7 +72,29 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
                 f"{ep.value!r}: {exc.__class__.__name__}: {exc}. Fix or uninstall it, or set "
                 f"{DISABLE_AUTOLOAD_ENV}=1 to skip entry-point plugins."
             ) from exc
-        pm.register(plugin, name=ep.name)
+        _register(pm, plugin, ep.name)
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    """pluggy's register, its validation error said in one sentence (not its traceback)."""
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        hooks = {
+            hook: list(getattr(pm.hook, hook).spec.argnames)
+            for hook in dir(pm.hook)
+            if hook.startswith(f"{PROJECT_NAME}_") and getattr(pm.hook, hook).spec is not None
+        }
+        wrong = next((h for h in hooks if h in str(exc)), None)
+        takes = (
+            f"hook {wrong} takes the keyword argument(s) {', '.join(hooks[wrong]) or 'none'}"
+            if wrong
+            else "see steprun.runtime.hookspecs for the hooks and their arguments"
+        )
+        raise PluginError(
+            f"plugin {name!r} implements a hook with arguments steprun does not pass: {takes}; "
+            "an implementation may take fewer of them, never others"
+        ) from None
 
 
 def collect_step_types(pm: pluggy.PluginManager) -> dict[str, StepType]:

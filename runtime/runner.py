@@ -4,8 +4,8 @@ For each step: pick its authorization (inherit or by name), render its config, c
 rendered config against the step's schema, run it under its timeout, store its output (or
 its error object) in its merge field, report it exactly once, and follow the exit:
 ``next`` after success, ``on_error`` after a handled error, the flow's ``on_error`` for an
-unhandled one, else the run fails. Cycles are allowed and bounded by ``max_steps`` and the
-flow's ``timeout``.
+unhandled one (the run still fails after that handler ran), else the run fails. Cycles
+are allowed and bounded by ``max_steps`` and the flow's ``timeout``.
 
 A :class:`Journal` sees every step boundary; the durable run store implements it, so the
 runner itself stays free of persistence.
@@ -45,6 +45,14 @@ class RunState:
     authorization: str | None
     merge_fields: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
+    # The unhandled error the flow's on_error handler was sent to handle: the run still
+    # fails once the handler ran (as in Kestra, n8n and Airflow).
+    failure: dict[str, Any] | None = None
+    # Steps whose error took their own on_error exit: flow logic, named in the run report.
+    handled: list[str] = field(default_factory=list)
+    # The flow's on_error step has run (by any route): an unhandled error after that fails
+    # the run instead of sending it back into its own failure branch.
+    in_handler: bool = False
     executed: int = 0
     status: str = "running"
     started: float = field(default_factory=time.time)
@@ -110,6 +118,9 @@ class Journal(Protocol):
 
     async def sleep(self, state: RunState, step: FlowStep, seconds: float) -> None: ...
 
+    def log_line(self, state: RunState, step: FlowStep, line: dict[str, Any]) -> None:
+        """A step's log line as it happens (`steprun logs --follow`); must not block."""
+
 
 class NullJournal:
     async def cancelled(self, state: RunState) -> bool:
@@ -130,6 +141,9 @@ class NullJournal:
     async def sleep(self, state: RunState, step: FlowStep, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
+    def log_line(self, state: RunState, step: FlowStep, line: dict[str, Any]) -> None:
+        return None
+
 
 @dataclass
 class Services:
@@ -146,6 +160,7 @@ class Services:
     reporter: Reporter
     journal: Journal
     log_level: str | None = None  # --log-level: overrides the flow's and every step's
+    debug: bool = False  # STEPRUN_DEBUG: a crashing step's traceback goes to the console
 
 
 class Runner:
@@ -183,7 +198,11 @@ class Runner:
             except RunCancelled:  # raised by the journal before the step itself began
                 state.status = "cancelled"
                 state.error = _cancelled_error(state, step.id)
-        if state.status == "running":
+        if state.failure is not None and state.status in ("running", "failed"):
+            # The run's report carries the error the flow's handler was sent to handle.
+            state.status = "failed"
+            state.error = state.failure
+        elif state.status == "running":
             state.status = "succeeded"
         report = {
             "kind": "run",
@@ -194,6 +213,7 @@ class Runner:
             "ended_at": timestamp(time.time()),
             "duration_ms": round((time.time() - state.started) * 1000, 3),
             "steps_executed": state.executed,
+            "handled_steps": list(dict.fromkeys(state.handled)),
             "tags": [t.to_dict() for t in flow.tags],
             "error": state.error if state.status in ("failed", "cancelled") else None,
         }
@@ -212,21 +232,28 @@ class Runner:
         state.attempts[step.id] = attempt
         resumed_from = state.unfinished.pop(step.id, None)
         state.executed += 1
+        if step.id == flow.on_error:
+            state.in_handler = True
         await self.s.journal.step_started(state, step, attempt)
 
         reporter = self.s.reporter
         log_lines: list[dict[str, Any]] = []
 
-        def emit(line_level: str, message: str, fields: dict[str, Any]) -> None:
+        def emit(
+            line_level: str, message: str, fields: dict[str, Any], progress: bool = False
+        ) -> None:
             message = self.s.redactor.text(message)
             fields = self.s.redactor.data(fields) if fields else fields
-            log_lines.append(
-                {"time": timestamp(time.time()), "level": line_level, "message": message}
-                | ({"fields": fields} if fields else {})
+            line = {"time": timestamp(time.time()), "level": line_level, "message": message} | (
+                {"fields": fields} if fields else {}
             )
-            reporter.log_line(step.id, line_level, message, fields)
+            log_lines.append(line)
+            reporter.log_line(step.id, line_level, message, fields, progress=progress)
+            self.s.journal.log_line(state, step, line)
 
-        logger = StepLogger(level, emit)
+        logger = StepLogger(
+            level, emit, lambda lvl, message, fields: emit(lvl, message, fields, progress=True)
+        )
         started = time.time()
         clock = time.perf_counter()
         next_id: str | None
@@ -288,8 +315,12 @@ class Runner:
             status, next_id = "failed", None
             state.status = "cancelled"
         except Exception as exc:
-            # A bug in a step plugin: report it like any error, never as a traceback.
-            logger.debug("".join(traceback.format_exception(exc)))
+            # A bug in a step plugin: report it like any error, never as a traceback
+            # (unless STEPRUN_DEBUG asks for one: where the bug is, for its author).
+            trace = "".join(traceback.format_exception(exc))
+            logger.debug(trace)
+            if self.s.debug and not logger.enabled("debug"):
+                reporter.say(self.s.redactor.text(trace.rstrip()))
             crash = StepError(
                 f"step type {step.type} {step_type.version} crashed: "
                 f"{exc.__class__.__name__}: {exc}",
@@ -302,6 +333,10 @@ class Runner:
         state.merge_fields[step.merge_field] = output
         if error is not None:
             state.error = error
+            if status == "error_handled":
+                state.handled.append(step.id)
+            elif next_id is not None and next_id == flow.on_error and state.failure is None:
+                state.failure = error  # on its way to the flow's handler
         report = {
             "kind": "step",
             "run_id": state.run_id,
@@ -368,7 +403,7 @@ class Runner:
             return "failed", None
         if step.on_error and step.handle_error:
             return "error_handled", None if step.on_error == END else step.on_error
-        if flow.on_error and step.id != flow.on_error:
+        if flow.on_error and not state.in_handler:
             return "failed", flow.on_error
         state.error = {**exc.to_dict(), "step": step.id}
         return "failed", None

@@ -252,6 +252,7 @@ class Runtime:
                 redactor=redactor,
                 reporter=reporter,
                 journal=journal or NullJournal(),
+                debug=bool(self.environ.get("STEPRUN_DEBUG")),
                 log_level=log_level,
             )
         )

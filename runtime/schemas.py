@@ -39,6 +39,10 @@ def read_schema(path: Path) -> dict[str, Any]:
     return data
 
 
+# Deeper than any schema we ship; a schema that refers to itself stops being inlined here.
+MAX_REF_DEPTH = 16
+
+
 class SchemaRegistry:
     """Built-in schemas by name, and a cache of validators."""
 
@@ -60,6 +64,31 @@ class SchemaRegistry:
 
     def builtin(self, name: str) -> dict[str, Any] | None:
         return self._schemas.get(name)
+
+    def self_contained(self, schema: Mapping[str, Any]) -> dict[str, Any]:
+        """``schema`` with every ``$ref`` replaced by what it points to, in other schema
+        files too: one document that a reader, or a tool with no registry, can use alone."""
+
+        def walk(node: Any, resolver: Any, depth: int) -> Any:
+            if isinstance(node, list):
+                return [walk(item, resolver, depth) for item in node]
+            if not isinstance(node, Mapping):
+                return node
+            out = {k: walk(v, resolver, depth) for k, v in node.items() if k != "$ref"}
+            ref = node.get("$ref")
+            if not isinstance(ref, str) or depth > MAX_REF_DEPTH:
+                return out if ref is None else {**out, "$ref": ref}
+            resolved = resolver.lookup(ref)
+            target = walk(resolved.contents, resolved.resolver, depth + 1)
+            if not isinstance(target, Mapping):
+                return target
+            inlined = {k: v for k, v in target.items() if k not in ("$id", "$schema", "$defs")}
+            return {**inlined, **out}  # the referring schema's own title/default win
+
+        top = self.registry.resolver(base_uri=str(schema.get("$id", "")))
+        found: dict[str, Any] = walk(schema, top, 0)
+        found.pop("$defs", None)  # every local reference is inlined too
+        return found
 
     def validator(self, schema: Mapping[str, Any]) -> Draft202012Validator:
         cached = self._validators.get(id(schema))
@@ -123,6 +152,9 @@ def describe(error: ValidationError) -> str:
         described = schema.get("description")
         if isinstance(described, str) and described.startswith(("a ", "an ")):
             return f"expected {described}, found {found}"
+        forms = [_form(b) for b in branches if isinstance(b, Mapping)]
+        if forms and all(forms):
+            return f"expected {' or '.join(str(f) for f in forms)}, found {found}"
         if isinstance(error.instance, dict) and "title" not in schema:
             return f"found {found}, which matches none of the allowed forms" + _best_context(error)
         return f"found {found}, which is not {schema.get('title', 'an allowed form')}"
@@ -135,6 +167,36 @@ def describe(error: ValidationError) -> str:
     if validator == "not" and isinstance(schema.get("description"), str):
         return str(schema["description"])
     return str(error.message)
+
+
+def _form(schema: Mapping[str, Any]) -> str | None:
+    """A short phrase for one allowed form of a value ("an integer from 1 to 50"), or None
+    when the form is too rich to say in a phrase."""
+    if "const" in schema:
+        return json.dumps(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(json.dumps(v) for v in schema["enum"])
+    kind = schema.get("type")
+    if not isinstance(kind, str) or "$ref" in schema:
+        return None
+    if kind == "null":
+        return "null"
+    if kind in ("integer", "number"):
+        low, high = schema.get("minimum"), schema.get("maximum")
+        noun = _article(kind)
+        if low is not None and high is not None:
+            return f"{noun} from {low} to {high}"
+        if low is not None:
+            return f"{noun} of at least {low}"
+        return f"{noun} of at most {high}" if high is not None else noun
+    if kind == "array":
+        items = schema.get("items")
+        of = _form(items) if isinstance(items, Mapping) else None
+        if of is None or not of.startswith(("a ", "an ")):
+            return None
+        most = schema.get("maxItems")
+        return f"a list of {f'up to {most} ' if most else ''}{of.split(' ', 1)[1]}s"
+    return {"string": "a string", "boolean": "true or false", "object": "a mapping"}.get(kind)
 
 
 def error_schema(error: ValidationError) -> Mapping[str, Any]:

@@ -55,7 +55,9 @@ class StepType:
     ``schema`` is the config's JSON Schema: a dict, a path to a JSON file, or ``None`` for
     the built-in file ``schemas/<type>.schema.json``. ``exits`` lists the step ids a config
     may jump to (as ``(path, step_id)`` pairs) so that validation can check them before the
-    run; only steps that choose their own exit need it.
+    run; only steps that choose their own exit need it. ``check`` returns what a schema
+    cannot say (settings compared with each other) as ``(path, message)`` pairs; validation
+    calls it on configs without templates, so a run never starts only to fail on them.
     """
 
     type: str
@@ -66,6 +68,7 @@ class StepType:
     effect: Effect = "none"
     description: str = ""
     exits: Callable[[Mapping[str, Any]], Iterable[tuple[ConfigPath, str]]] | None = None
+    check: Callable[[Mapping[str, Any]], Iterable[tuple[ConfigPath, str]]] | None = None
 
     def problems(self) -> list[str]:
         """What is wrong with this declaration, in words a plugin author can act on."""
@@ -89,12 +92,18 @@ class StepType:
 class StepLogger:
     """Log lines of one step. Lines below the step's level are dropped here, at the source."""
 
-    __slots__ = ("_emit", "_threshold", "level", "lines")
+    __slots__ = ("_emit", "_progress", "_threshold", "level", "lines")
 
-    def __init__(self, level: str, emit: Callable[[str, str, dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        level: str,
+        emit: Callable[[str, str, dict[str, Any]], None],
+        progress: Callable[[str, str, dict[str, Any]], None] | None = None,
+    ) -> None:
         self.level = level
         self._threshold = LEVELS[level]
         self._emit = emit
+        self._progress = progress
         self.lines: list[dict[str, Any]] = []
 
     def enabled(self, level: str) -> bool:
@@ -116,6 +125,13 @@ class StepLogger:
 
     def error(self, message: str, **fields: Any) -> None:
         self.log("error", message, **fields)
+
+    def progress(self, message: str, **fields: Any) -> None:
+        """An info line that reports progress (a wait's heartbeat): on a terminal, the
+        console shows the latest one as a single updating line; elsewhere it is a line."""
+        if LEVELS["info"] < self._threshold:
+            return
+        (self._progress or self._emit)("info", message, fields)
 
 
 async def _plain_sleep(seconds: float) -> None:

@@ -88,6 +88,7 @@ class Validator:
         if check.problems:
             raise FlowInvalid(check.problems)
         flow = build_flow(source, base_dir)
+        flow.read_inputs = frozenset(check.read_inputs)
         for name, spec in (authorizations or {}).items():
             flow.authorizations[name] = dict(spec)
         return flow
@@ -107,6 +108,8 @@ class _Check:
         self.extra_authorizations = authorizations
         self.problems: list[Problem] = []
         self.too_deep = False
+        self.unknown_keys = 0  # problems that leave the flow's shape intact
+        self.read_inputs: set[str] = set()  # every inputs.NAME a template reads
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -137,8 +140,10 @@ class _Check:
         self.schema_problems(data)
         raw_steps = data.get("steps")
         ids = self.id_problems(raw_steps if isinstance(raw_steps, list) else [])
-        # The exit graph can only be analysed when the document has the flow's shape.
-        structurally_sound = not self.problems
+        # The exit graph can only be analysed when the document has the flow's shape; an
+        # unknown key (a typo such as `confg`) leaves the shape intact, so the template and
+        # exit problems are reported in the same pass.
+        structurally_sound = len(self.problems) == self.unknown_keys
         self.authorization_problems(data, raw_steps if isinstance(raw_steps, list) else [])
         for index, raw in enumerate(raw_steps if isinstance(raw_steps, list) else []):
             if isinstance(raw, dict):
@@ -160,6 +165,7 @@ class _Check:
                 for key in error.instance:
                     if key not in allowed:
                         self.problem(unknown_key(key, allowed), (*path, key), step)
+                        self.unknown_keys += 1
                 continue
             self.problem(describe(error), path, step)
 
@@ -258,6 +264,13 @@ class _Check:
                 self.problem(
                     self._missing_step(exit_name, target, ids), (*base, exit_name), step_id
                 )
+        if raw.get("handle_error") is False and isinstance(raw.get("on_error"), str):
+            self.problem(
+                "on_error is never taken: handle_error is false, so this step's errors go to "
+                "the flow's on_error (or fail the run); remove one of the two",
+                (*base, "handle_error"),
+                step_id,
+            )
         type_name = raw.get("type")
         if not isinstance(type_name, str):
             return
@@ -281,8 +294,13 @@ class _Check:
                 if syntax is not None:
                     self.problem(syntax, path, step_id)
         if step_type is None:
-            close = difflib.get_close_matches(
-                type_name, list(self.v.catalog.types), n=1, cutoff=0.5
+            # Only a near miss is worth naming: `acme.shout` is not a typo of `core.set`.
+            # Within the same pack a looser match is still a likely typo.
+            pack = type_name.partition(".")[0] + "."
+            same = [t for t in self.v.catalog.types if t.startswith(pack)]
+            close = difflib.get_close_matches(type_name, same, n=1, cutoff=0.5)
+            close = close or difflib.get_close_matches(
+                type_name, list(self.v.catalog.types), n=1, cutoff=0.8
             )
             hint = f"did you mean {close[0]!r}?" if close else "run `steprun steps` for the list"
             self.problem(f"unknown step type {type_name!r}; {hint}", (*base, "type"), step_id)
@@ -304,9 +322,13 @@ class _Check:
                         )
                 continue
             self.problem(describe(error), path, step_id)
-        if step_type.exits is not None and not any(
+        config_valid = not any(
             p.step == step_id and "config" in (p.path or "") for p in self.problems
-        ):
+        )
+        if step_type.check is not None and config_valid and not _contains_template(config):
+            for where, message in step_type.check(config):
+                self.problem(message, (*base, "config", *where), step_id)
+        if step_type.exits is not None and config_valid:
             for where, target in step_type.exits(config):
                 if target != END and target not in ids:
                     self.problem(
@@ -324,6 +346,7 @@ class _Check:
                 if not is_template(text):
                     continue
                 refs = self.v.templates.references(text)
+                self.read_inputs |= refs.inputs
                 for name in sorted(refs.inputs - declared_inputs):
                     close = difflib.get_close_matches(name, sorted(declared_inputs), n=1)
                     hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -125,3 +125,25 @@ def test_the_openai_authorizations_file_redefines_the_example_for_openai(tmp_pat
     )
     assert ran.returncode == 2
     assert "OPENAI_API_KEY is not set" in ran.stderr
+
+
+def test_the_fine_tuning_examples_failure_branch_exits_1(tmp_path: Path) -> None:
+    from tests.runtime.durable_support import Workspace, serve_local
+
+    with serve_local(tmp_path / "server", 1.0) as server:
+        ws = Workspace(tmp_path / "ws", server)
+        args = ws.fine_tune()
+        server.arm(
+            kind="job_failure",
+            at="running",
+            error={"code": "invalid_training_file", "message": "bad row 7", "param": None},
+        )
+        done = ws.cli(*args, "--report", "report.jsonl")
+    assert done.code == 1, done.stderr[-3000:]
+    assert "fine-tune failed: fine-tuning job" in done.stderr  # the branch reported it
+    assert "bad row 7" in done.stderr.splitlines()[-1]
+    reports = [json.loads(line) for line in (ws.root / "report.jsonl").read_text().splitlines()]
+    steps = {r["step"]: r["status"] for r in reports if r["kind"] == "step"}
+    assert steps["wait"] == "error_handled" and steps["report_failure"] == "succeeded"
+    assert "ask" not in steps
+    assert reports[-1]["status"] == "failed" and "bad row 7" in reports[-1]["error"]["message"]

@@ -10,12 +10,13 @@ one for an internal error).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -66,6 +67,18 @@ def handled(fn: F) -> F:
             )
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def interrupted_says_how_to_resume(*run_ids: str, resume_id: str | None = None) -> Iterator[None]:
+    """Ctrl-C: name the run(s) it stopped and the command that continues them (exit 130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        runs = ", ".join(run_ids)
+        target = resume_id or (run_ids[0] if len(run_ids) == 1 else None)
+        how = f"; `steprun resume {target}` continues it" if target else ""
+        fail(f"interrupted: stopped run {runs}{how}", 130)
 
 
 def parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -179,6 +192,7 @@ __all__ = [
     "drive",
     "fail",
     "handled",
+    "interrupted_says_how_to_resume",
     "open_store",
     "parse_inputs",
     "report_option",

@@ -17,14 +17,30 @@ from .common import (
     drive,
     fail,
     handled,
+    interrupted_says_how_to_resume,
+    parse_inputs,
     report_option,
     session,
 )
-from .run import finish
+from .run import cwd_paths, finish
 
 
 @cli.command()
 @click.argument("run_id")
+@click.option(
+    "--flow",
+    "flow_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Continue with this edited flow file (a fix); it must keep the run's position "
+    "and the merge fields it wrote.",
+)
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override an input of the run (repeatable); VALUE is JSON or text.",
+)
 @authorizations_option(
     "A YAML file of named authorizations (default: the one the run started with)."
 )
@@ -34,28 +50,37 @@ from .run import finish
 @handled
 def resume(
     run_id: str,
+    flow_file: Path | None,
+    inputs: tuple[str, ...],
     auth_file: Path | None,
     report_file: Path | None,
     log_level: str | None,
     state_path: Path | None,
 ) -> None:
-    """Continue RUN_ID where it stopped: after a crash, a kill, or a failed step."""
+    """Continue RUN_ID where it stopped: after a crash, a kill, or a failed step.
+
+    With --flow and --input, continue with a fix: the edited flow, other input values.
+    """
     from .. import durable
 
+    values = cwd_paths(parse_inputs(inputs))
     runtime, extra = session(auth_file)
-    result = drive(
-        runtime,
-        state_path,
-        lambda store: durable.resume(
+    with interrupted_says_how_to_resume(run_id):
+        result = drive(
             runtime,
-            store,
-            run_id,
-            authorizations=extra,
-            log_level=log_level,
-            report_file=report_file,
-            console=sys.stderr,
-        ),
-    )
+            state_path,
+            lambda store: durable.resume(
+                runtime,
+                store,
+                run_id,
+                authorizations=extra,
+                log_level=log_level,
+                report_file=report_file,
+                console=sys.stderr,
+                flow_file=flow_file,
+                inputs=values,
+            ),
+        )
     finish(result)
 
 

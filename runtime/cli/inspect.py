@@ -1,9 +1,11 @@
-"""`steprun runs` and `steprun show`: what the run store knows about past and live runs."""
+"""`steprun runs`, `show` and `logs`: what the run store knows about past and live runs."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -23,12 +25,16 @@ from .common import STATE_OPTION, cli, handled, open_store
 @handled
 @click.pass_context
 def runs(ctx: click.Context, as_json: bool, limit: int, state_path: Path | None) -> None:
-    """List recent runs: id, flow, status, current step, started, updated."""
+    """List recent runs: id, status, flow, current step, started, duration.
+
+    A run whose process died shows `interrupted`; `steprun resume RUN` continues it.
+    """
     if ctx.invoked_subcommand is not None:
         return  # `steprun runs prune`
     store = open_store(state_path)
     try:
-        rows = [r.public() for r in store.runs(limit)]
+        found = store.runs(limit)
+        rows = [r.public() for r in found]
     finally:
         store.close()
     if as_json:
@@ -37,11 +43,40 @@ def runs(ctx: click.Context, as_json: bool, limit: int, state_path: Path | None)
     if not rows:
         click.echo("no runs yet", err=True)
         return
+    table = [
+        [
+            r["id"],
+            r["status"],
+            r["flow"],
+            r["current_step"] or "-",
+            _when(r["started"]),
+            _duration(row, r["status"]),
+        ]
+        for r, row in zip(rows, found, strict=True)
+    ]
+    _table([["RUN", "STATUS", "FLOW", "STEP", "STARTED", "DURATION"], *table])
     for r in rows:
-        click.echo(
-            f"{r['id']}  {r['status']:<9}  {r['flow']:<24}  step={r['current_step'] or '-':<16}  "
-            f"started={_when(r['started'])}  updated={_when(r['updated'])}"
-        )
+        if r["status"] == "interrupted":
+            click.echo(
+                f"run {r['id']} was interrupted at step {r['current_step']!r}: "
+                f"`steprun resume {r['id']}` continues it",
+                err=True,
+            )
+
+
+def _duration(row: Any, status: str) -> str:
+    from ..durations import format_duration
+
+    if status == "running":
+        return format_duration(max(time.time() - row.started, 0.001)) + " so far"
+    return format_duration(max(row.updated - row.started, 0.001))
+
+
+def _table(lines: list[list[str]]) -> None:
+    """Columns as wide as their widest cell: nothing is cut."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    for line in lines:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
 @cli.command()
@@ -52,14 +87,20 @@ def runs(ctx: click.Context, as_json: bool, limit: int, state_path: Path | None)
 @STATE_OPTION
 @handled
 def show(run_id: str, as_json: bool, state_path: Path | None) -> None:
-    """Show a run: its steps with status and duration, and its merge fields (redacted)."""
+    """Show a run: its inputs, its steps in the order they ran with status and duration,
+    and its merge fields in that order (redacted)."""
+    from ..durations import format_duration
+
     store = open_store(state_path)
     try:
         row = store.run(run_id)
         attempts = store.attempts(row.id)
-        fields = store.merge_fields(row.id)
+        stored = store.merge_fields(row.id)
     finally:
         store.close()
+    order = [(a.report or {}).get("merge_field") for a in attempts]
+    fields = {name: stored[name] for name in dict.fromkeys(order) if name in stored}
+    fields |= stored  # any other (a run from an older store), after
     steps_out = [
         {
             "step": a.step_id,
@@ -76,16 +117,17 @@ def show(run_id: str, as_json: bool, state_path: Path | None) -> None:
             json.dumps({**row.public(), "steps": steps_out, "merge_fields": fields}, indent=2)
         )
         return
-    click.echo(f"run {row.id}  flow {row.flow!r}  {row.status}  ({row.flow_file})")
+    click.echo(f"run {row.id}  flow {row.flow!r}  {row.shown_status}  ({row.flow_file})")
+    click.echo(f"inputs: {json.dumps(row.inputs, ensure_ascii=False)}")
+    table = [["STEP", "TYPE", "ATTEMPT", "STATUS", "DURATION", "ERROR"]]
     for item in steps_out:
-        took = f"{item['duration_ms']:.0f} ms" if item["duration_ms"] is not None else "unfinished"
-        line = (
-            f"  {item['step']:<20} {item['type']:<36} #{item['attempt']} "
-            f"{item['status']:<13} {took}"
+        ms = item["duration_ms"]
+        took = format_duration(max(ms, 1) / 1000) if ms is not None else "unfinished"
+        error = (item["error"] or {}).get("message") or ""
+        table.append(
+            [item["step"], item["type"], f"#{item['attempt']}", item["status"], took, error]
         )
-        if item["error"]:
-            line += f"  {item['error'].get('message')}"
-        click.echo(line)
+    _table(table)
     click.echo(json.dumps(fields, indent=2, ensure_ascii=False))
 
 
@@ -95,4 +137,53 @@ def _when(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
 
-__all__ = ["runs", "show"]
+@cli.command()
+@click.argument("run_id")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep printing while the run goes on, until it ends."
+)
+@STATE_OPTION
+@handled
+def logs(run_id: str, follow: bool, state_path: Path | None) -> None:
+    """Print a run's log lines and step reports from the run store (live with --follow)."""
+    import time
+
+    from ..reports import log_line_text, step_line_text
+
+    store = open_store(state_path)
+    try:
+        row = store.run(run_id)
+        click.echo(f"run {row.id} of flow {row.flow!r}")
+        shown: dict[int, int] = {}  # attempt seq -> how many of its lines are printed
+        reported: set[int] = set()
+        while True:
+            row = store.run(row.id)  # read first: what it says is all printed below
+            for attempt in store.attempts(row.id):
+                if attempt.seq in reported:
+                    continue
+                report = attempt.report
+                lines = report.get("logs") if report else store.log_lines(row.id, attempt.seq)
+                for line in (lines or [])[shown.get(attempt.seq, 0) :]:
+                    text = log_line_text(
+                        attempt.step_id, line["level"], line["message"], line.get("fields")
+                    )
+                    click.echo(text)
+                shown[attempt.seq] = len(lines or [])
+                if report:
+                    click.echo(step_line_text(report))
+                    reported.add(attempt.seq)
+            if not follow or row.shown_status != "running":
+                break
+            time.sleep(0.5)
+    finally:
+        store.close()
+    click.echo(f"steprun: run {row.id} {row.shown_status}{_resume_hint(row)}", err=True)
+
+
+def _resume_hint(row: Any) -> str:
+    if row.shown_status in ("interrupted", "failed"):
+        return f"; `steprun resume {row.id}` continues it"
+    return ""
+
+
+__all__ = ["logs", "runs", "show"]

@@ -20,6 +20,7 @@ from .common import (
     drive,
     fail,
     handled,
+    interrupted_says_how_to_resume,
     parse_inputs,
     report_option,
     session,
@@ -69,10 +70,15 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 )
 @click.option(
     "--concurrency",
-    default=1,
-    show_default=True,
     type=click.IntRange(1, 10000),
-    help="With --inputs-file: how many runs at once.",
+    help="With --inputs-file: how many runs at once (default 1).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (errors still are).")
+@click.option(
+    "--output",
+    "output",
+    metavar="FIELD",
+    help="Print only this merge field (or FIELD.key.0…): text as is, anything else as JSON.",
 )
 @authorizations_option("A YAML file of named authorizations (keeps secrets out of the flow).")
 @report_option("Write one JSON object per step, and one per run, to this file.")
@@ -83,7 +89,9 @@ def run(
     flow: Path,
     inputs: tuple[str, ...],
     inputs_file: Path | None,
-    concurrency: int,
+    concurrency: int | None,
+    quiet: bool,
+    output: str | None,
     auth_file: Path | None,
     report_file: Path | None,
     log_level: str | None,
@@ -96,12 +104,29 @@ def run(
     """
     from .. import durable
 
-    values = parse_inputs(inputs)
+    if concurrency is not None and inputs_file is None:
+        raise click.UsageError(
+            "--concurrency runs the rows of --inputs-file side by side; without "
+            "--inputs-file there is one run. Add --inputs-file ROWS.jsonl, or drop --concurrency"
+        )
+    concurrency = concurrency or 1
+    values = cwd_paths(parse_inputs(inputs))
     rows = [{**row, **values} for row in read_rows(inputs_file)] if inputs_file else None
     runtime, extra = session(auth_file)
     names = set(values) | (set().union(*(set(r) for r in rows)) if rows else set())
     loaded = runtime.load(flow, inputs=names, authorizations=extra)
+    loaded.check_inputs(values, "--input")
+    if output is not None and output.split(".")[0] not in {s.merge_field for s in loaded.steps}:
+        fields = ", ".join(dict.fromkeys(s.merge_field for s in loaded.steps))
+        raise click.BadParameter(
+            f"{output.split('.')[0]!r} is not a merge field of flow {loaded.name!r}; "
+            f"its merge fields: {fields}",
+            param_hint="--output",
+        )
+    console = None if quiet else sys.stderr
     if rows is not None:
+        for number, row in enumerate(rows, start=1):
+            loaded.check_inputs(row, f"{inputs_file}: row {number}")
         for number, row in enumerate(rows, start=1):
             missing = sorted(set(names) - set(row) - set(loaded.inputs))
             if missing:
@@ -110,16 +135,21 @@ def run(
                     "set and the flow has no default for; give every row the same inputs"
                 )
 
+    from ..runtime import new_run_id
+
+    run_id = new_run_id()  # known before the run starts: Ctrl-C can name it
+
     async def one(store: Any) -> Any:
         return await durable.start(
             runtime,
             store,
             loaded,
+            run_id=run_id,
             inputs=values,
             authorizations_file=auth_file,
             log_level=log_level,
             report_file=report_file,
-            console=sys.stderr,
+            console=console,
         )
 
     async def many(store: Any) -> Any:
@@ -135,13 +165,17 @@ def run(
                 authorizations_file=auth_file,
                 log_level=log_level,
                 report_file=sink,
-                console=sys.stderr,
+                console=console,
             )
         finally:
             if sink is not None:
                 sink.close()
 
-    result = drive(runtime, state_path, one if rows is None else many)
+    if rows is None:
+        with interrupted_says_how_to_resume(run_id):
+            finish(drive(runtime, state_path, one), output=output, quiet=quiet)
+        return
+    result = drive(runtime, state_path, many)
     if isinstance(result, list):
         for item in result:
             click.echo(
@@ -163,8 +197,33 @@ def run(
     finish(result)
 
 
-def finish(result: Any) -> None:
-    click.echo(json.dumps(result.merge_fields, indent=2, ensure_ascii=False))
+def cwd_paths(values: dict[str, Any]) -> dict[str, Any]:
+    """--input values that name a file relative to the current directory, made absolute:
+    a flow reads its own relative paths from its folder, but a path typed on the command
+    line means what it means in the shell."""
+    found = dict(values)
+    for name, value in values.items():
+        if isinstance(value, str) and value and "{{" not in value:
+            path = Path(value).expanduser()
+            if not path.is_absolute() and path.exists():
+                found[name] = str(path.resolve())
+    return found
+
+
+def finish(result: Any, *, output: str | None = None, quiet: bool = False) -> None:
+    if output is None:
+        click.echo(json.dumps(result.merge_fields, indent=2, ensure_ascii=False))
+    else:
+        value: Any = result.merge_fields
+        for key in output.split("."):
+            if isinstance(value, list) and key.isdigit() and int(key) < len(value):
+                value = value[int(key)]
+            elif isinstance(value, dict) and key in value:
+                value = value[key]
+            else:
+                value = None
+                break
+        click.echo(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
     if result.status != "succeeded":
         error = result.error or {}
         where = f" at step {error['step']!r}" if error.get("step") else ""
@@ -176,7 +235,11 @@ def finish(result: Any) -> None:
             f"{error.get('message', 'unknown error')}{hint}",
             EXIT_FAILED,
         )
-    click.echo(f"steprun: run {result.run_id} {result.status}", err=True)
+    run_report = result.reports[-1] if result.reports else {}
+    handled = run_report.get("handled_steps") or []
+    note = f" (errors handled by the flow at: {', '.join(handled)})" if handled else ""
+    if not quiet:
+        click.echo(f"steprun: run {result.run_id} {result.status}{note}", err=True)
 
 
 @cli.command()
@@ -198,6 +261,7 @@ def validate(flows: tuple[Path, ...], inputs: tuple[str, ...], auth_file: Path |
     for flow in flows:
         try:
             loaded = runtime.load(flow, inputs=names, authorizations=extra)
+            loaded.check_inputs(names, "--input")
         except FlowInvalid as exc:
             failed = True
             click.echo(f"{flow}: {exc}", err=True)
@@ -210,4 +274,4 @@ def validate(flows: tuple[Path, ...], inputs: tuple[str, ...], auth_file: Path |
         sys.exit(EXIT_INVALID)
 
 
-__all__ = ["finish", "read_rows", "run", "validate"]
+__all__ = ["cwd_paths", "finish", "read_rows", "run", "validate"]

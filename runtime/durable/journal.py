@@ -134,12 +134,13 @@ class StoreJournal:
                     (self.run_id, step.merge_field, dump(state.merge_fields[step.merge_field])),
                 ),
                 (
-                    "UPDATE runs SET position = ?, authorization = ?, error = ?, executed = ?, "
-                    "status = ?, updated = ?, lease_until = ? WHERE id = ?",
+                    "UPDATE runs SET position = ?, authorization = ?, error = ?, failure = ?, "
+                    "executed = ?, status = ?, updated = ?, lease_until = ? WHERE id = ?",
                     (
                         state.position,
                         state.authorization,
                         dump(state.error) if state.error is not None else None,
+                        dump(state.failure) if state.failure is not None else None,
                         state.executed,
                         state.status,
                         now,
@@ -168,6 +169,20 @@ class StoreJournal:
             ]
         )
         self.released = True
+
+    def log_line(self, state: RunState, step: FlowStep, line: dict[str, Any]) -> None:
+        seq = self._current.get(step.id)
+        if seq is None:
+            return
+        self.store.write_soon(
+            [
+                (
+                    "INSERT INTO log_lines (run_id, attempt, line) VALUES (?,?,?)",
+                    (self.run_id, seq, dump(line)),
+                )
+            ],
+            fence=(self.run_id, self.owner),
+        )
 
     async def sleep(self, state: RunState, step: FlowStep, seconds: float) -> None:
         wake_at = time.time() + seconds

@@ -10,7 +10,8 @@ from typing import IO, TYPE_CHECKING, Any
 from ..errors import InvalidInput, StoreError
 from ..flow import Flow
 from ..runner import RunState
-from ..store import RunRow, RunStore, lease_owner
+from ..store import Op, RunRow, RunStore, lease_owner
+from ..store.rows import dump
 from .journal import FAILPOINT_ENV, StoreJournal, leased
 
 if TYPE_CHECKING:
@@ -77,8 +78,15 @@ async def resume(
     log_level: str | None = None,
     report_file: Path | None = None,
     console: IO[str] | None = None,
+    flow_file: Path | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> RunResult:
-    """Continue a run from where it stopped (a crash, a kill, or a failed step)."""
+    """Continue a run from where it stopped (a crash, a kill, or a failed step).
+
+    ``flow_file`` replaces the run's stored flow (an edited file: a fix), after checking that
+    the run's position and every merge field it wrote still exist in it; ``inputs``
+    override the run's inputs. Both are stored: a later resume continues with them.
+    """
     row = store.run(run_id)
     run_id = row.id
     if row.status == "succeeded":
@@ -88,7 +96,13 @@ async def resume(
     owner = lease_owner()
     store.acquire(run_id, owner)  # raises if a live process drives it
     try:
-        state, carried, next_seq = _restore(runtime, store, row, authorizations)
+        state, carried, next_seq = _restore(
+            runtime, store, row, authorizations, flow_file, set(inputs or ())
+        )
+        if flow_file is not None or inputs:
+            state.flow.check_inputs(inputs or {}, "--input")
+            state.inputs = {**state.inputs, **(inputs or {})}
+            await store.write(_replace_ops(row, state))
     except BaseException:
         store.write_now(store.release_ops(run_id, owner))
         raise
@@ -101,7 +115,12 @@ async def resume(
         )
     if row.status == "failed":
         await store.write(
-            [("UPDATE runs SET status = 'running', error = NULL WHERE id = ?", (run_id,))]
+            [
+                (
+                    "UPDATE runs SET status = 'running', error = NULL, failure = NULL WHERE id = ?",
+                    (run_id,),
+                )
+            ]
         )
     journal = StoreJournal(
         store,
@@ -179,6 +198,8 @@ def _restore(
     store: RunStore,
     row: RunRow,
     authorizations: Mapping[str, Any] | None,
+    flow_file: Path | None = None,
+    new_inputs: set[str] | None = None,
 ) -> tuple[RunState, dict[str, dict[str, Any]], int]:
     import hashlib
 
@@ -187,7 +208,7 @@ def _restore(
             f"run {row.id}: the stored flow text does not match its hash; the store is "
             "damaged and the run cannot be resumed safely"
         )
-    flow = stored_flow(runtime, row, authorizations)
+    flow = stored_flow(runtime, row, authorizations, flow_file, new_inputs or set())
     attempts = store.attempts(row.id)
     merge_fields = store.merge_fields(row.id)
     counts: dict[str, int] = {}
@@ -196,6 +217,7 @@ def _restore(
     carried: dict[str, dict[str, Any]] = {}
     position = row.position
     error = row.error
+    failure = row.failure
     last = attempts[-1] if attempts else None
     if last is not None and last.status == "started":
         # Killed mid-step: that step runs again, told it is resuming.
@@ -205,14 +227,16 @@ def _restore(
             carried[last.step_id]["_wake_at"] = last.wake_at
     elif row.status == "failed":
         failed_step = (row.error or {}).get("step") or (last.step_id if last else None)
-        if failed_step is None or failed_step not in flow.by_id:
+        if failed_step is None or (failed_step not in flow.by_id and flow_file is None):
             raise InvalidInput(f"run {row.id} failed before any step; start a new run instead")
         position = failed_step
-        error = None
+        error = failure = None
         if last is not None and last.step_id == failed_step:
             # Its last attempt may have had an effect before failing (an ambiguous create):
             # reconcile first, exactly as after a crash.
             carried[failed_step] = dict(last.saved)
+    if flow_file is not None:
+        _check_compatible(row, flow, position, merge_fields)
     state = RunState(
         run_id=row.id,
         flow=flow,
@@ -221,6 +245,9 @@ def _restore(
         authorization=row.authorization,
         merge_fields=merge_fields,
         error=error,
+        failure=failure,
+        handled=[a.step_id for a in attempts if a.status == "error_handled"],
+        in_handler=row.status == "running" and any(a.step_id == flow.on_error for a in attempts),
         executed=row.executed,
         started=row.started,
         attempts=counts,
@@ -232,13 +259,65 @@ def _restore(
     return state, carried, next_seq
 
 
-def stored_flow(runtime: Runtime, row: RunRow, authorizations: Mapping[str, Any] | None) -> Flow:
-    """The run's flow as it was when it started, with the authorizations given now, else
-    those of the file it started with."""
+def _check_compatible(
+    row: RunRow, flow: Flow, position: str | None, merge_fields: Mapping[str, Any]
+) -> None:
+    """Refuse (exit 2) a flow that cannot continue this run: its position or a merge field
+    the run already wrote would be gone."""
+    problems = []
+    if position is not None and position not in flow.by_id:
+        problems.append(f"the run continues at step {position!r}, which {flow.file} does not have")
+    writers = {s.merge_field for s in flow.steps}
+    lost = sorted(set(merge_fields) - writers)
+    if lost:
+        problems.append(
+            f"the run already wrote merge field(s) {', '.join(lost)}, which no step of "
+            f"{flow.file} writes"
+        )
+    if problems:
+        raise InvalidInput(
+            f"{flow.file} cannot continue run {row.id}: {'; and '.join(problems)}. Keep "
+            "those step ids (and merge fields) when editing a flow for a resume, or start "
+            "a new run"
+        )
+
+
+def _replace_ops(row: RunRow, state: RunState) -> list[Op]:
+    """Store the flow and inputs a resume continues with, for every later resume."""
+    flow = state.flow
+    return [
+        (
+            "UPDATE runs SET flow = ?, flow_file = ?, flow_text = ?, flow_hash = ?, "
+            "base_dir = ?, inputs = ? WHERE id = ?",
+            (
+                flow.name,
+                flow.file,
+                flow.source.text,
+                flow.digest,
+                str(flow.base_dir),
+                dump(state.inputs),
+                row.id,
+            ),
+        )
+    ]
+
+
+def stored_flow(
+    runtime: Runtime,
+    row: RunRow,
+    authorizations: Mapping[str, Any] | None,
+    flow_file: Path | None = None,
+    new_inputs: set[str] | None = None,
+) -> Flow:
+    """The run's flow as it was when it started (or the edited ``flow_file``), with the
+    authorizations given now, else those of the file it started with."""
     if authorizations is None and row.authorizations_file:
         from ..authorizations import read_authorizations_file
 
         authorizations = read_authorizations_file(Path(row.authorizations_file), runtime.schemas)
+    if flow_file is not None:
+        names = set(row.inputs) | (new_inputs or set())
+        return runtime.load(flow_file, inputs=names, authorizations=authorizations)
     return runtime.load_text(
         row.flow_text,
         file=row.flow_file,

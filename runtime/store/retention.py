@@ -47,6 +47,7 @@ def prune_ops(older_than: float, now: float | None = None) -> list[Op]:
     return [
         (f"DELETE FROM merge_fields WHERE run_id IN ({runs})", (cutoff,)),
         (f"DELETE FROM attempts WHERE run_id IN ({runs})", (cutoff,)),
+        (f"DELETE FROM log_lines WHERE run_id IN ({runs})", (cutoff,)),
         (f"DELETE FROM runs WHERE {_OLD}", (cutoff,)),
     ]
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
+from .lease import owner_alive
 
 
 @dataclass
@@ -30,17 +32,30 @@ class RunRow:
     lease_owner: str | None
     lease_until: float | None
     cancel_requested: bool
+    # The unhandled error a flow-level on_error handler is handling: the run fails after it.
+    failure: dict[str, Any] | None = None
+
+    @property
+    def shown_status(self) -> str:
+        """``interrupted`` for a run left ``running`` by a process that is gone."""
+        if self.status != "running":
+            return self.status
+        alive = bool(self.lease_owner) and owner_alive(self.lease_owner or "")
+        if alive and self.lease_until is not None and self.lease_until > time.time():
+            return "running"
+        return "interrupted"
 
     def public(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "flow": self.flow,
             "flow_file": self.flow_file,
-            "status": self.status,
+            "status": self.shown_status,
             "current_step": self.position,
             "started": self.started,
             "updated": self.updated,
             "steps_executed": self.executed,
+            "inputs": self.inputs,
             "error": self.error,
         }
 

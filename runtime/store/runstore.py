@@ -33,7 +33,7 @@ from .lease import LEASE_SECONDS, Fence, owner_alive
 from .retention import count_sql, prune_ops
 from .retention import retention as retention_of_env
 from .rows import AttemptRow, RunRow, dump, load
-from .schema import SCHEMA_VERSION, create_schema
+from .schema import SCHEMA_VERSION, create_schema, migrate
 from .writer import Op, Writer
 
 
@@ -121,16 +121,18 @@ class RunStore:
         conn = self._read
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                # One transaction, taken before looking: two processes opening a new store
-                # at once create it once, and a crash leaves either no tables or a store
-                # stamped with its version (user_version is transactional).
+            if version < SCHEMA_VERSION:
+                # One transaction, taken before looking: two processes opening a new (or
+                # older) store at once create (or migrate) it once, and a crash leaves it
+                # as it was or stamped with the new version (user_version is transactional).
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     version = conn.execute("PRAGMA user_version").fetchone()[0]
                     if version == 0:
                         create_schema(conn, self.path)
-                        version = SCHEMA_VERSION
+                    elif version < SCHEMA_VERSION:
+                        migrate(conn, version)
+                    version = max(version, SCHEMA_VERSION)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
@@ -300,8 +302,8 @@ class RunStore:
             rows = self._read.execute(
                 "SELECT id, flow, flow_file, flow_text, flow_hash, base_dir, inputs, "
                 "authorizations_file, status, position, authorization, error, executed, "
-                "started, updated, lease_owner, lease_until, cancel_requested FROM runs "
-                f"{where} ORDER BY started DESC LIMIT ?",
+                "started, updated, lease_owner, lease_until, cancel_requested, failure "
+                f"FROM runs {where} ORDER BY started DESC LIMIT ?",
                 (*params, limit),
             ).fetchall()
         except sqlite3.DatabaseError as exc:
@@ -326,6 +328,7 @@ class RunStore:
                 lease_owner=r[15],
                 lease_until=r[16],
                 cancel_requested=bool(r[17]),
+                failure=load(r[18], self.path, "failure", r[0]) if r[18] else None,
             )
             for r in rows
         ]
@@ -363,6 +366,22 @@ class RunStore:
             )
             for r in rows
         ]
+
+    def log_lines(self, run_id: str, attempt: int) -> list[dict[str, Any]]:
+        """The log lines of one attempt (its seq), in order, as they were written."""
+        try:
+            rows = self._read.execute(
+                "SELECT seq, line FROM log_lines WHERE run_id = ? AND attempt = ? ORDER BY seq",
+                (run_id, attempt),
+            ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._failed(exc) from None
+        return [load(r[1], self.path, f"log line {r[0]}", run_id) for r in rows]
+
+    def write_soon(self, ops: Iterable[Op], *, fence: Fence | None = None) -> None:
+        """Queue ``ops`` for the next group commit without waiting for it (log lines: a
+        lost one is not worth blocking a step for, nor failing it)."""
+        self._writer.submit(list(ops), fence).add_done_callback(lambda f: f.exception())
 
     def cancel_requested(self, run_id: str) -> bool:
         row = self._read.execute(

@@ -1,7 +1,7 @@
 """The run store's tables, created on first use and stamped with their version.
 
-``PRAGMA user_version`` records the schema version so a future steprun can migrate a
-store instead of misreading it.
+``PRAGMA user_version`` records the schema version; a store of an older version is
+migrated in one transaction (a crash leaves it at its old version or the new one).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -57,11 +57,26 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 """
 
+# Version 2: the unhandled error a flow-level on_error handler is handling (the run fails
+# once the handler ran), and each step attempt's log lines as they happen (`steprun logs`).
+MIGRATION_2 = """
+ALTER TABLE runs ADD COLUMN failure TEXT;
+CREATE TABLE IF NOT EXISTS log_lines (
+    seq INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    attempt INTEGER NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_lines_run ON log_lines (run_id, attempt);
+"""
+MIGRATIONS = {1: SCHEMA, 2: MIGRATION_2}  # what brings version N-1 to N
+TABLES = {"runs", "merge_fields", "attempts", "log_lines"}
+
 
 def create_schema(conn: sqlite3.Connection, path: Path) -> None:
     """Create the tables in ``conn``'s open transaction, unless the file is not ours."""
     found = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    foreign = sorted(found - {"runs", "merge_fields", "attempts"})
+    foreign = sorted(found - TABLES)
     if foreign:
         # Tables of its own and no version: somebody else's SQLite file (a mistyped
         # --state). Adding ours would hide the mistake and change a file not ours.
@@ -70,11 +85,17 @@ def create_schema(conn: sqlite3.Connection, path: Path) -> None:
             f"tables {', '.join(foreign[:5])} and no steprun schema version); point "
             "--state / STEPRUN_STATE at a steprun store or at a new file"
         )
-    # Statement by statement: executescript() would commit the open transaction first.
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    migrate(conn, 0)
+
+
+def migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a store at ``version`` to SCHEMA_VERSION in ``conn``'s open transaction."""
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        # Statement by statement: executescript() would commit the open transaction first.
+        for statement in MIGRATIONS[target].split(";"):
+            if statement.strip():
+                conn.execute(statement)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "create_schema"]
+__all__ = ["MIGRATIONS", "SCHEMA", "SCHEMA_VERSION", "TABLES", "create_schema", "migrate"]

@@ -199,9 +199,15 @@ class OpenAIClient:
     def __init__(self, context: StepContext) -> None:
         auth = context.authorization
         if auth is None:
+            # Runtime.run_step names its one-step flow "step:TYPE": no flow to edit there.
+            fix = (
+                "pass authorization= to Runtime.run_step (an Authorization, or a spec such as "
+                "{'provider': 'openai', 'api_key': '${env:OPENAI_API_KEY}'})"
+                if context.flow.startswith("step:")
+                else "set the flow's `authorization`, or name one in the step"
+            )
             raise StepError(
-                f"step {context.step_id!r} ({context.step_type}) has no authorization; "
-                "set the flow's `authorization`, or name one in the step",
+                f"step {context.step_id!r} ({context.step_type}) has no authorization; {fix}",
                 type="invalid_config",
                 code="missing_authorization",
                 step=context.step_id,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from steprun.runtime.errors import StepError
@@ -362,12 +362,22 @@ async def _run(config: dict[str, Any], context: StepContext) -> Any:
     return output
 
 
+def _check(config: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """The refusals of build_request, found when the flow is validated (n vs best_of, …)."""
+    try:
+        build_request(dict(config))
+    except StepError as exc:
+        return [((exc.param,) if exc.param else (), exc.message)]
+    return []
+
+
 REQUEST_FINE_TUNED_MODEL = StepType(
     type="openai.request_fine_tuned_model",
     title="Request fine-tuned model",
     version="1.0.0",
     run=_run,
     effect="none",
+    check=_check,
     description=(
         "Sends a prompt to a (fine-tuned) model: POST /completions, or POST /chat/completions "
         "with mode: chat; streams when asked and outputs the same object either way."

@@ -16,6 +16,9 @@ from .finetuning import Api, infer_api, job_path, result_format
 DEFAULT_MAX_WAIT = "24h"
 DEFAULT_POLL_INTERVAL = "15s"
 DEFAULT_MAX_POLL_INTERVAL = "2m"
+# A wait is never silent for longer than this: between polls (which may be minutes apart)
+# a line says how long it has waited, the status, the latest metrics and the ETA.
+DEFAULT_HEARTBEAT = "30s"
 # The embedded backend's jobs take seconds, not hours: poll it accordingly.
 LOCAL_POLL_INTERVAL = "1s"
 LOCAL_MAX_POLL_INTERVAL = "5s"
@@ -85,6 +88,23 @@ def _progress(job: Mapping[str, Any], latest: str) -> str:
     return " · ".join(parts)
 
 
+def _eta(job: Mapping[str, Any], now: float) -> str:
+    """`` · ETA 14:05:10 (in 3m 20s)`` from the job's estimated_finish, when it has one."""
+    finish = job.get("estimated_finish")
+    if not isinstance(finish, int | float) or isinstance(finish, bool) or finish <= 0:
+        return ""
+    clock = time.strftime("%H:%M:%S", time.localtime(finish))
+    left = finish - now
+    return f" · ETA {clock} (in {format_duration(left)})" if left > 0 else f" · ETA {clock}"
+
+
+def _reached(status: Any, until: str) -> bool:
+    """Whether the wait is over: a finished job, or a job already running with until: running."""
+    if status == "succeeded":
+        return True
+    return until == "running" and status == "running"
+
+
 def _failure(job: dict[str, Any], api: Api, response: ApiResponse, step: str) -> StepError:
     job_id = job.get("id")
     if job.get("status") == "cancelled":
@@ -134,10 +154,30 @@ async def wait_for_fine_tuning_job(config: dict[str, Any], context: StepContext)
         deadline = time.time() + max_wait
         await context.checkpoint(wait_deadline=deadline)
     client = OpenAIClient(context)
+    heartbeat = parse_duration(config.get("heartbeat", DEFAULT_HEARTBEAT))
+    until = config.get("until", "terminal")
     started = time.time()
     last_line = ""
+    said_at = started  # when the last info line went out
     job: dict[str, Any] | None = None
+    line = ""
     failed_polls = 0
+
+    def say(text: str, *, force: bool) -> None:
+        """One progress line: at info when it says something new or the heartbeat is due
+        (a terminal shows it as one updating line), else at debug."""
+        nonlocal last_line, said_at
+        now = time.time()
+        elapsed = format_duration(max(now - started, 0.001))
+        eta = _eta(job, now) if job else ""
+        due = force or text != last_line or now - said_at >= heartbeat - 0.05
+        if due:
+            context.log.progress(f"{text} · {elapsed} waited{eta}")
+            said_at = now
+        else:
+            context.log.debug(f"{text} · {elapsed} waited{eta}")
+        last_line = text
+
     while True:
         try:
             response = await client.request("GET", job_path(api, job_id))
@@ -154,16 +194,9 @@ async def wait_for_fine_tuning_job(config: dict[str, Any], context: StepContext)
         else:
             failed_polls = 0
             line = _progress(job, latest)
-            elapsed = format_duration(max(time.time() - started, 0.001))
-            context.log.log(
-                "info" if line != last_line else "debug",
-                f"{line} ({elapsed} waited)",
-                status=job.get("status"),
-                trained_tokens=job.get("trained_tokens"),
-            )
-            last_line = line
             status = job.get("status")
-            if status == "succeeded":
+            say(line, force=False)
+            if _reached(status, until):
                 return response.result(result_format(config))
             if status in ("failed", "cancelled"):
                 raise _failure(job, api, response, context.step_id)
@@ -179,7 +212,15 @@ async def wait_for_fine_tuning_job(config: dict[str, Any], context: StepContext)
                 step=context.step_id,
                 extra={"job": job},
             )
-        await context.sleep(min(interval, remaining))
+        # Until the next poll, a heartbeat at least every `heartbeat` seconds: polls of a
+        # queued OpenAI job are minutes apart, and a wait must never look hung.
+        until_poll = min(interval, remaining)
+        while until_poll > 0:
+            chunk = min(until_poll, heartbeat)
+            await context.sleep(chunk)
+            until_poll -= chunk
+            if line and until_poll > 0:
+                say(line, force=True)
         interval = min(interval * BACKOFF, max_interval)
 
 
@@ -191,8 +232,9 @@ STEP_TYPES: list[StepType] = [
         run=wait_for_fine_tuning_job,
         effect="none",
         description=(
-            "Poll a fine-tuning job until it succeeds (the output is the final job); a failed "
-            "or cancelled job, or max_wait passing, takes the error exit."
+            "Poll a fine-tuning job until it succeeds (or, with until: running, until it "
+            "runs); the output is the job. A failed or cancelled job, or max_wait passing, "
+            "takes the error exit. A progress line at least every heartbeat (30s)."
         ),
     ),
 ]

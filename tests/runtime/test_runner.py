@@ -99,7 +99,7 @@ def test_a_handled_error_stores_the_error_object_and_takes_on_error(
     assert result.error is None
 
 
-def test_handle_error_false_goes_to_the_flow_handler_and_the_run_succeeds(
+def test_handle_error_false_goes_to_the_flow_handler_and_the_run_fails(
     runtime: Runtime, write_flow: Callable[..., Path]
 ) -> None:
     path = write_flow(
@@ -110,11 +110,7 @@ def test_handle_error_false_goes_to_the_flow_handler_and_the_run_succeeds(
           - id: risky
             type: core.fail
             handle_error: false
-            on_error: own
             config: {message: boom, code: broken}
-          - id: own
-            type: core.set
-            config: {value: not taken}
             next: end
           - id: report_failure
             type: core.log
@@ -122,14 +118,16 @@ def test_handle_error_false_goes_to_the_flow_handler_and_the_run_succeeds(
         """
     )
     result = run_flow(runtime, path)
-    assert result.status == "succeeded"
+    assert result.status == "failed"
+    assert result.error is not None and result.error["step"] == "risky"
+    assert result.reports[-1]["error"]["code"] == "broken"  # the original error
     assert executed(result) == ["risky", "report_failure"]
     assert statuses(result) == {"risky": "failed", "report_failure": "succeeded"}
     assert result.merge_fields["risky"]["code"] == "broken"
     assert result.merge_fields["report_failure"]["message"] == "failed at risky: boom"
 
 
-def test_an_error_without_on_error_goes_to_the_flow_handler(
+def test_an_error_without_on_error_goes_to_the_flow_handler_and_the_run_fails(
     runtime: Runtime, write_flow: Callable[..., Path]
 ) -> None:
     path = write_flow(
@@ -149,7 +147,7 @@ def test_an_error_without_on_error_goes_to_the_flow_handler(
         """
     )
     result = run_flow(runtime, path)
-    assert result.status == "succeeded"
+    assert result.status == "failed"
     assert executed(result) == ["a", "handler"]
     assert result.merge_fields["handler"] == "internal_error/step_crashed"
 
@@ -168,16 +166,49 @@ steps:
 """
 
 
-def test_cli_exits_0_when_the_flow_handler_catches_the_error(
+def test_cli_exits_1_after_the_flow_handler_ran(
     cli: Callable[..., Cli], write_flow: Callable[..., Path]
 ) -> None:
-    write_flow(FLOW_HANDLER.format(handler_type="core.log"))
-    result = cli("run", "flow.yaml")
-    assert result.code == 0, result.stderr
+    path = write_flow(FLOW_HANDLER.format(handler_type="core.log"))
+    result = cli("run", "flow.yaml", "--report", "report.jsonl")
+    assert result.code == 1, result.stderr
     fields = json.loads(result.stdout)
-    assert fields["handler"]["message"] == "handler saw boom"
+    assert fields["handler"]["message"] == "handler saw boom"  # the handler ran
     assert "✘ risky failed" in result.stderr
-    assert "succeeded" in result.stderr.splitlines()[-1]
+    assert "failed at step 'risky': boom" in result.stderr.splitlines()[-1]
+    run_report = json.loads((path.parent / "report.jsonl").read_text().splitlines()[-1])
+    assert run_report["status"] == "failed"
+    assert run_report["error"]["message"] == "boom"
+
+
+def test_cli_exits_0_after_a_step_level_error_exit_and_names_the_handled_step(
+    cli: Callable[..., Cli], write_flow: Callable[..., Path]
+) -> None:
+    path = write_flow(
+        """
+        flow: step-level
+        on_error: flow_handler
+        steps:
+          - id: risky
+            type: core.fail
+            config: {message: boom}
+            on_error: own
+          - id: own
+            type: core.log
+            config: {message: "own handler saw {{ error.message }}"}
+            next: end
+          - id: flow_handler
+            type: core.log
+            config: {message: never}
+        """
+    )
+    result = cli("run", "flow.yaml", "--report", "report.jsonl")
+    assert result.code == 0, result.stderr
+    assert result.stderr.splitlines()[-1].endswith(
+        "succeeded (errors handled by the flow at: risky)"
+    )
+    run_report = json.loads((path.parent / "report.jsonl").read_text().splitlines()[-1])
+    assert run_report["handled_steps"] == ["risky"]
 
 
 def test_cli_exits_1_when_the_flow_handler_fails_itself(
@@ -188,7 +219,9 @@ def test_cli_exits_1_when_the_flow_handler_fails_itself(
     assert result.code == 1
     fields = json.loads(result.stdout)
     assert fields["handler"]["message"] == "handler saw boom"
-    assert "failed at step 'handler': handler saw boom" in result.stderr
+    assert "✘ handler failed in " in result.stderr
+    # The run's error is the one the handler was handling: resume retries from there.
+    assert "failed at step 'risky': boom" in result.stderr.splitlines()[-1]
 
 
 def test_cli_exits_1_when_no_handler_catches_the_error(

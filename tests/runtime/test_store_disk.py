@@ -108,7 +108,7 @@ def test_a_disk_that_fills_mid_run_stops_it_and_resume_finishes_it_once_there_is
 
     disk.remount("size=4m")
     [run] = json.loads(steprun(state, "runs", "--json").stdout)
-    assert run["status"] == "running"
+    assert run["status"] == "interrupted"  # its process is gone
     resumed = steprun(state, "resume", run["id"])
     assert resumed.returncode == 0, resumed.stderr
     fields = json.loads(resumed.stdout)

@@ -84,7 +84,7 @@ def test_prune_deletes_finished_runs_older_than_asked_and_keeps_unfinished_ones(
     runs = json.loads(cli("runs", "--json").stdout)
     old = [r["id"] for r in runs if r["status"] == "succeeded"][:2]
     # Two finished runs and the crashed one were last changed 40 days ago.
-    crashed = next(r["id"] for r in runs if r["status"] == "running")
+    crashed = next(r["id"] for r in runs if r["status"] == "interrupted")
     with closing(sqlite3.connect(store)) as conn:
         for run_id in [*old, crashed]:
             conn.execute(
