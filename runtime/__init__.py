@@ -27,6 +27,7 @@ if typing.TYPE_CHECKING:
         StoreError,
     )
     from .markers import hookimpl, hookspec
+    from .providers import Provider
     from .runtime import RunResult, Runtime
     from .step import StepContext, StepLogger, StepResult, StepType
 
@@ -46,6 +47,7 @@ _WHERE = {
     "StoreError": "errors",
     "hookimpl": "markers",
     "hookspec": "markers",
+    "Provider": "providers",
     "RunResult": "runtime",
     "Runtime": "runtime",
     "StepContext": "step",
@@ -75,6 +77,7 @@ __all__ = [
     "InvalidInput",
     "PluginError",
     "Problem",
+    "Provider",
     "RunCancelled",
     "RunFailed",
     "RunResult",

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from . import secrets
 from .errors import SecretError
 
-PROVIDERS = ("openai", "local")
+if TYPE_CHECKING:
+    from .providers import Provider
+
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 # The embedded backend is mounted on the runtime's HTTP client under this origin; the
 # reserved .invalid TLD guarantees a request can never leave the process by mistake.
@@ -40,7 +42,8 @@ class Authorization(BaseModel):
     base_url: str = OPENAI_BASE_URL
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
-    # Provider-specific settings, e.g. ``job_seconds`` of the local backend.
+    # Provider-specific settings, e.g. ``job_seconds`` of the local backend, ``endpoint``
+    # and ``api_version`` of Azure.
     options: dict[str, Any] = {}
 
     @property
@@ -59,13 +62,15 @@ def resolve_authorization(
     environ: Mapping[str, str],
     base_dir: Path,
     redactor: secrets.Redactor,
+    providers: Mapping[str, Provider],
 ) -> Authorization:
     """Turn a validated authorization spec from a flow into an :class:`Authorization`."""
     provider = spec.get("provider")
-    if provider not in PROVIDERS:
+    declared = providers.get(provider) if isinstance(provider, str) else None
+    if declared is None:
         raise SecretError(
             f"authorization {name!r}: provider {provider!r} is unknown; "
-            f"use one of {', '.join(PROVIDERS)}"
+            f"use one of {', '.join(providers)}"
         )
     values: dict[str, Any] = {}
     options: dict[str, Any] = {}
@@ -81,15 +86,12 @@ def resolve_authorization(
                 where=f"authorization {name!r} setting {key!r}",
                 redactor=redactor,
             )
-        elif key == "api_key" and isinstance(value, str):
-            # A literal key in a flow still must never be shown.
+        elif key in declared.secrets and isinstance(value, str):
+            # A literal secret in a flow still must never be shown.
             redactor.add(value)
         (values if key in known else options)[key] = value
-    if provider == "local":
-        values["base_url"] = LOCAL_BASE_URL
-    elif "base_url" in values:
-        values["base_url"] = str(values["base_url"]).rstrip("/")
-    return Authorization(name=name, provider=provider, options=options, **values)
+    values["base_url"] = declared.base_url({**options, **values}).rstrip("/")
+    return Authorization(name=name, provider=declared.name, options=options, **values)
 
 
 __all__ = [
@@ -98,7 +100,6 @@ __all__ = [
     "LOCAL_BASE_URL",
     "LOCAL_ORIGIN",
     "OPENAI_BASE_URL",
-    "PROVIDERS",
     "Authorization",
     "read_authorizations_file",
     "resolve_authorization",

@@ -40,6 +40,7 @@ class Dataflow:
             elif flow.on_error and step.id != flow.on_error:
                 out.append((flow.on_error, True))
             edges[step.id] = [(t, e) for t, e in out if t in flow.by_id]
+        self.edges = edges  # the exit graph, for the provider checks (provider_checks.py)
         first = flow.steps[0].id
         self._available[first] = 0
         self._error[first] = False

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .markers import hookspec
 
 if TYPE_CHECKING:
+    from .providers import Provider
     from .step import StepType
 
 
@@ -35,4 +36,14 @@ def steprun_report(report: dict[str, Any]) -> None:
     """
 
 
-__all__ = ["steprun_report", "steprun_step_types"]
+@hookspec
+def steprun_providers() -> list[Provider]:
+    """Return the providers this plugin declares (what an authorization's ``provider`` names).
+
+    Called once when a runtime is created, for every registered plugin. The lists are
+    concatenated; a provider name declared twice is an error that names both plugins.
+    Each item must be a :class:`~steprun.runtime.providers.Provider`.
+    """
+
+
+__all__ = ["steprun_providers", "steprun_report", "steprun_step_types"]

@@ -17,6 +17,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError
 from .markers import DISABLE_AUTOLOAD_ENV, ENTRY_POINT_GROUP, PROJECT_NAME
+from .providers import Provider
 from .step import StepType
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
@@ -134,4 +135,40 @@ def collect_step_types(pm: pluggy.PluginManager) -> dict[str, StepType]:
     return dict(sorted(catalog.items()))
 
 
-__all__ = ["DEFAULT_PLUGINS", "collect_step_types", "make_plugin_manager"]
+def collect_providers(pm: pluggy.PluginManager) -> dict[str, Provider]:
+    """Every plugin's providers by name; checks what each plugin returned."""
+    found: dict[str, Provider] = {}
+    owners: dict[str, str] = {}
+    for impl in pm.hook.steprun_providers.get_hookimpls():
+        owner = impl.plugin_name
+        try:
+            returned: Any = impl.function()
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {owner!r}: hook steprun_providers raised {exc.__class__.__name__}: {exc}"
+            ) from exc
+        if not isinstance(returned, list | tuple):
+            raise PluginError(
+                f"plugin {owner!r}: hook steprun_providers must return a list of Provider, "
+                f"returned {type(returned).__name__}"
+            )
+        for item in returned:
+            if not isinstance(item, Provider):
+                raise PluginError(
+                    f"plugin {owner!r}: hook steprun_providers returned {item!r}, "
+                    "which is not a steprun.runtime.providers.Provider"
+                )
+            wrong = item.problems()
+            if wrong:
+                raise PluginError(f"plugin {owner!r}: provider {item.name!r}: " + "; ".join(wrong))
+            if item.name in found:
+                raise PluginError(
+                    f"provider {item.name!r} is declared twice, by plugin {owners[item.name]!r} "
+                    f"and by plugin {owner!r}; uninstall one of them"
+                )
+            found[item.name] = item
+            owners[item.name] = owner
+    return dict(sorted(found.items()))
+
+
+__all__ = ["DEFAULT_PLUGINS", "collect_providers", "collect_step_types", "make_plugin_manager"]

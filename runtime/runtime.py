@@ -4,9 +4,10 @@
         result = await runtime.run("flow.yaml", inputs={"training_file": "data.jsonl"})
         outcome = await runtime.run_step("core.set", {"value": 1})
 
-A runtime owns its plugin manager, its step catalog, its template engine, its one HTTP
-client (with the embedded backend mounted for ``provider: local``) and nothing global:
-two runtimes in one process share no state.
+A runtime owns its plugin manager, its step catalog, its providers, its template engine,
+its one HTTP client (with each in-process provider, such as the embedded backend of
+``provider: local``, mounted at its origin) and nothing global: two runtimes in one
+process share no state.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import IO, TYPE_CHECKING, Any
 from . import authorizations as auth
 from .errors import FlowInvalid, InvalidInput, Problem, RunFailed, SecretError
 from .flow import INHERIT, Flow
-from .plugins import collect_step_types, make_plugin_manager
+from .plugins import collect_providers, collect_step_types, make_plugin_manager
+from .providers import Provider, authorization_schema
 from .reports import Reporter
 from .runner import Journal, NullJournal, Runner, RunState, Services
 from .schemas import SchemaRegistry
@@ -37,8 +39,6 @@ from .yamlsource import MAX_BYTES, Source, from_data, load_text, too_large
 if TYPE_CHECKING:
     import httpx
     from jsonschema import Draft202012Validator, ValidationError
-
-    from .local import LocalBackend
 
 FlowSource = str | os.PathLike[str] | Mapping[str, Any]
 # How many valid rendered configs a runtime remembers before it starts over.
@@ -73,7 +73,7 @@ def new_run_id() -> str:
 
 
 class Runtime:
-    """One embedded steprun: plugins, step catalog, HTTP client, local backend."""
+    """One embedded steprun: plugins, step catalog, providers, HTTP client."""
 
     def __init__(
         self,
@@ -88,17 +88,20 @@ class Runtime:
             plugins=plugins, autoload=autoload, environ=self.environ
         )
         self.step_types: dict[str, StepType] = collect_step_types(self.plugin_manager)
-        self.schemas = SchemaRegistry()
+        self.providers: dict[str, Provider] = collect_providers(self.plugin_manager)
+        self.schemas = SchemaRegistry(authorization=authorization_schema(self.providers))
         self.templates = Templates()
         self._catalog = StepTypes(self.step_types, self.schemas)
-        self._validator = Validator(self._catalog, self.templates)
+        self._validator = Validator(self._catalog, self.templates, self.providers)
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
-        self._local: LocalBackend | None = None  # the embedded backend, created on first use
-        self._local_options: dict[str, Any] = {}
-        # Where the embedded backend keeps its files and jobs when no authorization names a
-        # `state:` folder; None keeps them in memory. The CLI sets it beside the run store,
-        # so that a run resumed by another process finds its jobs.
+        # In-process providers (the embedded backend), each built on first use with the
+        # options of the first authorization that named it.
+        self._in_process: dict[str, Any] = {}
+        self._in_process_options: dict[str, dict[str, Any]] = {}
+        # Where in-process providers (the embedded backend) keep their state when no
+        # authorization says: the CLI sets it beside the run store, so that a run resumed by
+        # another process finds its jobs; None keeps it in memory.
         self.local_state: Path | None = None
         # Rendered configs known to be valid (see _config_problem); validators live as long
         # as the runtime, so their ids are stable keys.
@@ -129,26 +132,40 @@ class Runtime:
 
             from .http_client import new_client
 
+            mounts: dict[str, httpx.AsyncBaseTransport] = {
+                p.origin: httpx.ASGITransport(app=self._asgi_entry(p.name))
+                for p in self.providers.values()
+                if p.origin is not None
+            }
             self._http = new_client(
-                transport=self._transport,
-                mounts={auth.LOCAL_ORIGIN: httpx.ASGITransport(app=self._local_app)},
-                timeout=auth.DEFAULT_TIMEOUT,
+                transport=self._transport, mounts=mounts, timeout=auth.DEFAULT_TIMEOUT
             )
         return self._http
 
-    async def _local_app(self, scope: Any, receive: Any, send: Any) -> None:
-        """ASGI entry of the embedded backend, built lazily: most runs never need it."""
-        await self.local_backend.app(scope, receive, send)
+    def _asgi_entry(self, name: str) -> Any:
+        async def entry(scope: Any, receive: Any, send: Any) -> None:
+            # Built lazily: most runs never need an in-process provider.
+            await self.in_process(name).app(scope, receive, send)
+
+        return entry
+
+    def in_process(self, name: str) -> Any:
+        """The in-process provider ``name`` of this runtime (built on first use), e.g. the
+        embedded backend of ``local``; platforms and tests use it to arm faults."""
+        built = self._in_process.get(name)
+        if built is None:
+            provider = self.providers.get(name)
+            if provider is None or provider.build is None:
+                raise InvalidInput(f"provider {name!r} is not served in this process")
+            options = {"state_dir": self.local_state, **self._in_process_options.get(name, {})}
+            built = provider.build(options)
+            self._in_process[name] = built
+        return built
 
     @property
-    def local_backend(self) -> LocalBackend:
-        """The embedded backend of this runtime (created on first use); platforms and tests
-        use it to arm faults in-process."""
-        if self._local is None:
-            from .local import LocalBackend
-
-            self._local = LocalBackend(**{"state_dir": self.local_state, **self._local_options})
-        return self._local
+    def local_backend(self) -> Any:
+        """The embedded backend (``provider: local``) of this runtime, built on first use."""
+        return self.in_process("local")
 
     # -- flows -----------------------------------------------------------------------
 
@@ -408,17 +425,17 @@ class Runtime:
                     environ=self.environ,
                     base_dir=flow.base_dir,
                     redactor=redactor,
+                    providers=self.providers,
                 )
             except SecretError as exc:
                 line = flow.source.line(("authorizations", name))
                 where = f"{flow.file}:{line}" if line else flow.file
                 raise SecretError(f"{where}: {exc}") from None
-            if resolved[name].is_local and self._local is None:
-                options = dict(resolved[name].options)
-                if "state" in options:  # a folder, relative to the flow file's
-                    folder = Path(str(options.pop("state"))).expanduser()
-                    options["state_dir"] = flow.base_dir / folder
-                self._local_options.update(options)
+            provider = resolved[name].provider
+            if self.providers[provider].build is not None and provider not in self._in_process:
+                # The folder paths in its options are relative to (base_dir).
+                options = {"base_dir": flow.base_dir, **resolved[name].options}
+                self._in_process_options.setdefault(provider, {}).update(options)
         return resolved
 
 

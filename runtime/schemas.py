@@ -46,12 +46,16 @@ MAX_REF_DEPTH = 16
 class SchemaRegistry:
     """Built-in schemas by name, and a cache of validators."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, authorization: Mapping[str, Any] | None = None) -> None:
+        """``authorization`` replaces the flow schema's ``$defs/authorization`` (the runtime
+        builds it from the registered providers)."""
         self._files = builtin_schema_files()
         self._schemas: dict[str, dict[str, Any]] = {}
         resources_: list[tuple[str, Resource[Any]]] = []
         for name, path in self._files.items():
             schema = read_schema(path)
+            if name == "flow.schema.json" and authorization is not None:
+                schema["$defs"] = {**schema["$defs"], "authorization": dict(authorization)}
             self._schemas[name] = schema
             resource = DRAFT202012.create_resource(schema)
             resources_.append((name, resource))

@@ -21,6 +21,8 @@ from . import secrets
 from .dataflow import Dataflow
 from .errors import FlowInvalid, Problem
 from .flow import END, INHERIT, Flow, build_flow
+from .provider_checks import refusals
+from .providers import Provider
 from .schemas import SchemaRegistry, describe, error_schema, unknown_key
 from .step import StepType
 from .templates import Templates, is_template
@@ -70,9 +72,15 @@ def resolve_schema(step_type: StepType, schemas: SchemaRegistry) -> Mapping[str,
 
 
 class Validator:
-    def __init__(self, catalog: StepTypes, templates: Templates) -> None:
+    def __init__(
+        self,
+        catalog: StepTypes,
+        templates: Templates,
+        providers: Mapping[str, Provider] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.templates = templates
+        self.providers = dict(providers or {})
 
     def validate(
         self,
@@ -338,6 +346,10 @@ class _Check:
     def dataflow_problems(self) -> None:
         flow = build_flow(self.source, Path("."))
         analysis = Dataflow(flow, self.v.catalog.types)
+        defined = {**(self.source.data.get("authorizations") or {}), **self.extra_authorizations}
+        for step_id, sentence in refusals(flow, analysis.edges, defined, self.v.providers):
+            step = flow.by_id[step_id]
+            self.problem(sentence, ("steps", step.index, "type"), step_id)
         all_fields = {s.merge_field: s.id for s in flow.steps}
         declared_inputs = set(flow.inputs) | self.supplied_inputs
         for step in flow.steps:

@@ -117,6 +117,7 @@ def test_hook_specifications_keep_their_argument_names() -> None:
     assert {name: spec.argnames for name, spec in specs.items()} == {
         "steprun_step_types": (),
         "steprun_report": ("report",),
+        "steprun_providers": (),
     }
     for spec in specs.values():
         assert not spec.opts.get("firstresult"), "results are combined as lists"

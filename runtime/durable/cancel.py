@@ -131,6 +131,7 @@ async def _step(
             environ=runtime.environ,
             base_dir=flow.base_dir,
             redactor=Redactor(),
+            providers=runtime.providers,
         )
     return await runtime.run_step(step_type, config, authorization=authorization)
 

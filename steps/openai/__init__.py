@@ -10,6 +10,7 @@ SSE, and no job created twice.
 from __future__ import annotations
 
 from steprun.runtime.markers import hookimpl
+from steprun.runtime.providers import Provider
 from steprun.runtime.step import StepType
 
 from . import (
@@ -20,6 +21,7 @@ from . import (
     jobs,
     models,
     models_list,
+    providers,
     record,
     training_data,
     wait,
@@ -42,6 +44,11 @@ _MODULES = (
 @hookimpl
 def steprun_step_types() -> list[StepType]:
     return [step_type for module in _MODULES for step_type in module.STEP_TYPES]
+
+
+@hookimpl
+def steprun_providers() -> list[Provider]:
+    return list(providers.PROVIDERS)
 
 
 __all__: list[str] = []

@@ -13,7 +13,7 @@ from .finetuning import current_only, infer_api, job_path, list_items, result_fo
 
 async def list_fine_tuning_events(config: dict[str, Any], context: StepContext) -> Any:
     job_id = config["job_id"]
-    api = infer_api(config, job_id)
+    api = infer_api(config, job_id, context)
     client = OpenAIClient(context)
     if api == "legacy":
         paging = [key for key in ("after", "limit") if key in config]
@@ -44,7 +44,7 @@ async def list_fine_tuning_events(config: dict[str, Any], context: StepContext) 
 
 async def list_fine_tuning_checkpoints(config: dict[str, Any], context: StepContext) -> Any:
     job_id = config["job_id"]
-    api = infer_api(config, job_id)
+    api = infer_api(config, job_id, context)
     current_only(api, "checkpoints of a fine-tuning job", context.step_id)
     response = await list_items(
         OpenAIClient(context),

@@ -9,13 +9,16 @@ and no checkpoints.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
 from steprun.runtime.errors import StepError
 
 from .client import ApiResponse, OpenAIClient, path_segment
+
+if TYPE_CHECKING:
+    from steprun.runtime.step import StepContext
 
 Api = Literal["current", "legacy"]
 OPENAI_HOST = "api.openai.com"
@@ -26,17 +29,25 @@ LEGACY_PREFIX = "ft-"
 # validating_files, queued, running, paused; legacy created, pending, running; and any
 # status a newer API adds) means "not finished yet".
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+# The providers that still serve the legacy /fine-tunes API.
+LEGACY_PROVIDERS = frozenset({"openai", "local"})
 
 
-def infer_api(config: Mapping[str, Any], job_id: str | None = None) -> Api:
+def infer_api(
+    config: Mapping[str, Any], job_id: str | None = None, context: StepContext | None = None
+) -> Api:
     """The API named in the config, else the one the job id belongs to (today's by default).
 
     ``ftjob-`` ids are today's, ``ft-`` ids legacy; ids of other shapes (an
-    OpenAI-compatible server's) are sent to today's API.
+    OpenAI-compatible server's) are sent to today's API. Only OpenAI (and the embedded
+    backend) has the legacy API: another provider's ``ft-`` ids (Together's) are its jobs.
     """
     api = config.get("api")
-    if api == "legacy" or (api is None and job_id is not None and job_id.startswith(LEGACY_PREFIX)):
+    if api == "legacy":
         return "legacy"
+    provider = context.authorization.provider if context and context.authorization else "openai"
+    if api is None and job_id is not None and job_id.startswith(LEGACY_PREFIX):
+        return "legacy" if provider in LEGACY_PROVIDERS else "current"
     return "current"
 
 

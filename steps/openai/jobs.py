@@ -52,6 +52,9 @@ _CURRENT_FIELDS = (
     "method",
     "hyperparameters",
     "integrations",
+    # Settings of other providers, translated (or refused) by their adapters.
+    "lora",
+    "training_type",
 )
 _LEGACY_FIELDS = (
     "training_file",
@@ -256,7 +259,7 @@ async def create_fine_tuning_job(config: dict[str, Any], context: StepContext) -
 async def retrieve_fine_tuning_job(config: dict[str, Any], context: StepContext) -> Any:
     job_id = config["job_id"]
     response = await OpenAIClient(context).request(
-        "GET", job_path(infer_api(config, job_id), job_id)
+        "GET", job_path(infer_api(config, job_id, context), job_id)
     )
     context.log.info(f"fine-tuning job {job_summary(response.object())}")
     return response.result(result_format(config))
@@ -298,7 +301,7 @@ async def _change_state(
     4xx. Looking at the job turns that into the success it is.
     """
     job_id = config["job_id"]
-    api = infer_api(config, job_id)
+    api = infer_api(config, job_id, context)
     if action != "cancel":
         current_only(api, f"{action} of a fine-tuning job", context.step_id)
     client = OpenAIClient(context)

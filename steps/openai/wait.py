@@ -137,7 +137,7 @@ def _failure(job: dict[str, Any], api: Api, response: ApiResponse, step: str) ->
 
 async def wait_for_fine_tuning_job(config: dict[str, Any], context: StepContext) -> Any:
     job_id = config["job_id"]
-    api = infer_api(config, job_id)
+    api = infer_api(config, job_id, context)
     max_wait = parse_duration(config.get("max_wait", DEFAULT_MAX_WAIT))
     local = context.authorization is not None and context.authorization.is_local
     interval = parse_duration(
