@@ -52,8 +52,16 @@ from referencing.jsonschema import DRAFT4, DRAFT202012
 if TYPE_CHECKING:
     import httpx
 
-Spec = Literal["current", "legacy"]
+Spec = Literal["current", "legacy", "together", "azure"]
+# OpenAI's own specs; the other providers' are checked only where a test names them.
 SPECS: tuple[Spec, ...] = ("current", "legacy")
+# Provider specs (trimmed copies, provenance in each folder's README), by path under tests/.
+PROVIDER_FILES: dict[Spec, str] = {
+    "together": "together-api/openapi.yaml",
+    "azure": "azure-openai-api/openapi.yaml",
+}
+# Which documents are OpenAPI 3.0 (validated with OAS30Validator, which knows nullable).
+_OPENAPI_30 = frozenset({"legacy", "azure"})
 
 _FILES: dict[Spec, str] = {
     "current": "openapi-current.yaml",
@@ -62,6 +70,8 @@ _FILES: dict[Spec, str] = {
 _URIS: dict[Spec, str] = {
     "current": "urn:steprun:openai-api:current",
     "legacy": "urn:steprun:openai-api:legacy",
+    "together": "urn:steprun:together-api",
+    "azure": "urn:steprun:azure-openai-api",
 }
 # Both documents declare this server; concrete URLs carry its path before the templates.
 _SERVER_PATH = "/v1"
@@ -177,6 +187,15 @@ def _repair_legacy(document: dict[str, Any]) -> dict[str, Any]:
 @functools.cache
 def spec_document(spec: Spec) -> dict[str, Any]:
     """The repaired OpenAPI document (do not modify it: it is shared)."""
+    if spec in PROVIDER_FILES:
+        with (Path(__file__).resolve().parent / PROVIDER_FILES[spec]).open() as handle:
+            provider_document: dict[str, Any] = yaml.safe_load(handle)
+        if spec == "together":
+            # TrainingMethodSFT's train_on_inputs is `oneOf: [boolean, "auto"]` beside a
+            # sibling `type: boolean`, which rejects the "auto" it also names as default.
+            sft = provider_document["components"]["schemas"]["TrainingMethodSFT"]
+            sft["properties"]["train_on_inputs"].pop("type", None)
+        return provider_document
     if spec not in _FILES:
         raise ValueError(f"spec must be one of {SPECS}, not {spec!r}")
     with (spec_dir() / _FILES[spec]).open(encoding="utf-8") as handle:
@@ -188,7 +207,7 @@ def spec_document(spec: Spec) -> dict[str, Any]:
 
 @functools.cache
 def _registry(spec: Spec) -> Registry[Any]:
-    specification = DRAFT202012 if spec == "current" else DRAFT4
+    specification = DRAFT4 if spec in _OPENAPI_30 else DRAFT202012
     resource: Resource[Any] = Resource.from_contents(
         spec_document(spec), default_specification=specification
     )
@@ -202,7 +221,7 @@ def _escape(part: str) -> str:
 
 def _validator(spec: Spec, pointer: str) -> Validator:
     schema = {"$ref": f"{_URIS[spec]}#{pointer}"}
-    if spec == "current":
+    if spec not in _OPENAPI_30:
         return Draft202012Validator(schema, registry=_registry(spec))
     validator: Validator = OAS30Validator(schema, registry=_registry(spec))
     return validator

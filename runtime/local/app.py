@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from . import chat, completions, control, files, fine_tunes, fine_tuning, graders, permissions
 from .catalog import BASE_MODELS, BaseModel, shutdown_date
 from .context import Context
+from .dialects import with_dialects
 from .errors import APIError, invalid_url, model_not_found, server_error
 from .faults import FaultMiddleware
 from .middleware import MAX_IN_FLIGHT, Accounting, ApiKeyCheck, ResponseHeaders
@@ -134,7 +135,7 @@ def build_app(ctx: Context) -> ASGIApp:
     app: ASGIApp = FaultMiddleware(router, ctx.faults, ctx.organization_name)
     app = Accounting(app, ctx, control.CREATE_PATHS, MAX_IN_FLIGHT)
     app = ApiKeyCheck(app, ctx.api_key)
-    return ResponseHeaders(app, ctx)
+    return with_dialects(ResponseHeaders(app, ctx), ctx)
 
 
 __all__ = ["build_app"]

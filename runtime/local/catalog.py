@@ -94,6 +94,11 @@ BASE_MODELS: dict[str, BaseModel] = {
             owned_by="openai",
             shutdown_date=_JAN_2024,
         ),
+        # Open models that Nebius (the first two) and Together (the -Reference builds)
+        # fine-tune, so that their flows run against the backend's dialects unchanged.
+        BaseModel("meta-llama/Meta-Llama-3.1-8B-Instruct", 1721692800, "chat", "current"),
+        BaseModel("meta-llama/Llama-3.3-70B-Instruct", 1733356800, "chat", "current"),
+        BaseModel("meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", 1721692800, "chat", "current"),
     )
 }
 

@@ -15,6 +15,7 @@ from steprun.runtime.step import StepType
 
 from . import (
     completions,
+    deploy,
     download,
     events,
     files,
@@ -38,6 +39,7 @@ _MODULES = (
     models,
     models_list,
     record,
+    deploy,
 )
 
 

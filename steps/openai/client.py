@@ -53,7 +53,15 @@ if TYPE_CHECKING:
 class OpenAIClient(Failures):
     """Requests to the authorization's provider, OpenAI-shaped, for one step execution."""
 
-    def __init__(self, context: StepContext) -> None:
+    def __init__(
+        self,
+        context: StepContext,
+        *,
+        base_url: str | None = None,
+        auth_headers: dict[str, str] | None = None,
+    ) -> None:
+        """``base_url`` and ``auth_headers`` send to another API of the same provider
+        (Azure's management API) instead of the authorization's."""
         auth = context.authorization
         if auth is None:
             # Runtime.run_step names its one-step flow "step:TYPE": no flow to edit there.
@@ -79,7 +87,7 @@ class OpenAIClient(Failures):
         self._log = context.log
         self._step = context.step_id
         self._auth_name = auth.name
-        self.base_url = auth.base_url.rstrip("/")
+        self.base_url = (base_url or auth.base_url).rstrip("/")
         self.max_retries = max(0, auth.max_retries)
         # The step's own limit (its `timeout`, or what is left of the run's) caps the
         # authorization's read timeout: a read can never usefully outlast its step.
@@ -91,7 +99,8 @@ class OpenAIClient(Failures):
         # The runtime's redactor: every form of a secret an echoing server may send back.
         self._redactor = Redactor()
         self._headers = {"User-Agent": user_agent(), "Accept": "application/json"}
-        for name, value in self._adapter.headers(auth).items():
+        given = auth_headers if auth_headers is not None else self._adapter.headers(auth)
+        for name, value in given.items():
             secret = value.removeprefix("Bearer ")
             self._add_secret(secret)
             if not secret.isascii() or not secret.isprintable() or any(c.isspace() for c in secret):
@@ -106,7 +115,7 @@ class OpenAIClient(Failures):
                     step=self._step,
                 )
             self._headers[name] = value
-        self._query = self._adapter.query(auth)
+        self._query = self._adapter.query(auth) if base_url is None else {}
 
     @property
     def provider(self) -> str:
