@@ -63,7 +63,7 @@ def test_azure_openai_sdk_fine_tunes_deploys_and_asks(origin: str) -> None:
     deployed = httpx.put(
         f"{origin}{DEPLOYMENTS}/support",
         params={"api-version": "2024-10-01"},
-        headers={"Authorization": "Bearer entra-token"},
+        headers={"Authorization": f"Bearer {KEY}"},
         json={
             "sku": {"name": "standard", "capacity": 1},
             "properties": {"model": {"format": "OpenAI", "name": done.fine_tuned_model}},

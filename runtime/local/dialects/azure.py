@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -139,13 +140,19 @@ class AzureDialect:
             await answer(send, 404, azure_error("NotFound", f"no such resource {scope['path']}"))
             return
         authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        if not authorization.lower().startswith("bearer ") or not authorization[7:].strip():
+        token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
+        if not token or (
+            # A backend guarded by a key takes it as the management token too.
+            self.ctx.api_key is not None
+            and not secrets.compare_digest(token.encode(), self.ctx.api_key.encode())
+        ):
             await answer(
                 send,
                 401,
                 azure_error(
                     "AuthenticationFailed",
-                    "Authentication failed. The 'Authorization' header is missing.",
+                    "Authentication failed. The 'Authorization' header is missing or its "
+                    "bearer token is not valid.",
                 ),
             )
             return

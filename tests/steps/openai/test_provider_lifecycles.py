@@ -25,7 +25,7 @@ from tests.steps.openai.localbackend import served
 
 DATA = Path(__file__).resolve().parents[3] / "examples" / "data" / "support.jsonl"
 KEY = "sk-provider-dialects"
-_DIALECTS = {"/together/v1": "together"}
+_DIALECTS = {"/together/v1": "together", "/openai/v1": "azure"}
 
 
 class SpecCheck:
@@ -45,6 +45,10 @@ class SpecCheck:
             return
         prefix, spec = found
         method, rest = scope["method"], path[len(prefix) :]
+        # Azure's job bodies are OpenAI's schemas (its OpenAI.* components), checked
+        # against OpenAI's spec; its files and errors against its own.
+        if spec == "azure" and rest.startswith("/fine_tuning/"):
+            spec = "current"
         chunks: list[bytes] = []
         more = True
         while more:
@@ -75,10 +79,14 @@ class SpecCheck:
         try:
             kind = dict(scope["headers"]).get(b"content-type", b"").decode()
             if kind.startswith("application/json"):
-                validate_request(spec, method, template, json.loads(body))  # type: ignore[arg-type]
+                request = json.loads(body)
+                # trainingType: Azure's documented setting, not in its spec (see its README).
+                strict = not (prefix == "/openai/v1" and "trainingType" in request)
+                validate_request(spec, method, template, request, strict=strict)  # type: ignore[arg-type]
             content = b"".join(answer)
             if content[:1] in (b"{", b"["):
-                validate_response(spec, method, template, status[0], json.loads(content))  # type: ignore[arg-type]
+                answer_spec = "azure" if prefix == "/openai/v1" and status[0] >= 400 else spec
+                validate_response(answer_spec, method, template, status[0], json.loads(content))  # type: ignore[arg-type]
             self.checked.append(f"{method} {prefix}{template} {status[0]}")
         except AssertionError as exc:
             self.failures.append(f"{method} {path}: {exc}")
@@ -193,7 +201,7 @@ def test_a_fine_tune_runs_end_to_end_against_the_providers_dialect(
     backend: tuple[str, SpecCheck], provider: str
 ) -> None:
     url, checker = backend
-    runtime = Runtime(autoload=False, environ={"KEY": KEY, "MANAGEMENT_TOKEN": "entra-token"})
+    runtime = Runtime(autoload=False, environ={"KEY": KEY, "MANAGEMENT_TOKEN": KEY})
     result = runtime.run_sync(lifecycle(provider, url))
     fields = result.merge_fields
     assert result.status == "succeeded", result.error
