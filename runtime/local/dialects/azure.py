@@ -38,7 +38,7 @@ _DEPLOYMENT = re.compile(
 
 
 def azure_error(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "param": None, "type": "error"}}
+    return {"error": {"code": code, "message": message, "type": "error"}}
 
 
 class AzureDialect:
@@ -264,7 +264,10 @@ class _AzureAnswer:
         content = b"".join(self.chunks)
         error = json_body(content)
         if isinstance(error, dict) and isinstance(error.get("error"), dict):
-            error["error"]["type"] = "error"  # Azure's errors say so, whatever went wrong
+            # Azure's errors say type "error" whatever went wrong, and leave out what
+            # they do not know (its schema has no null param or code).
+            fields = {k: v for k, v in error["error"].items() if v is not None}
+            error["error"] = {**fields, "type": "error"}
             content = json.dumps(error).encode()
         headers = [(k, v) for k, v in self.start["headers"] if k != b"content-length"]
         headers.append((b"content-length", str(len(content)).encode()))

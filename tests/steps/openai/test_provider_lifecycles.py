@@ -224,3 +224,46 @@ def test_a_fine_tune_runs_end_to_end_against_the_providers_dialect(
     prefix = next((p for p, s in _DIALECTS.items() if s == provider), None)
     if prefix is not None:
         assert any(c.startswith(f"POST {prefix}/fine") for c in checker.checked), checker.checked
+
+
+def test_errors_come_back_in_openais_shape_with_the_providers_request_id(
+    backend: tuple[str, SpecCheck],
+) -> None:
+    url, checker = backend
+    wrong = "sk-wrong-but-secret-0123456789"
+    runtime = Runtime(autoload=False, environ={"KEY": wrong, "GOOD": KEY})
+    flow = {
+        "flow": "errors",
+        "authorization": "azure",
+        "authorizations": {
+            "azure": {"provider": "azure", "api_key": "${env:KEY}", "endpoint": url},
+            "together": {**authorization("together", url), "api_key": "${env:GOOD}"},
+        },
+        "steps": [
+            {
+                "id": "refused",
+                "type": "openai.retrieve_fine_tuning_job",
+                "config": {"job_id": "ftjob-none"},
+                "on_error": "missing",
+            },
+            {
+                "id": "missing",
+                "type": "openai.retrieve_fine_tuning_job",
+                "authorization": "together",
+                "config": {"job_id": "ftjob-none"},
+                "on_error": "end_here",
+            },
+            {"id": "end_here", "type": "core.log", "config": {"message": "done"}},
+        ],
+    }
+    result = runtime.run_sync(flow)
+    refused, missing = result.merge_fields["refused"], result.merge_fields["missing"]
+    # Azure says type "error"; the adapter gives OpenAI's type for a 401, and the request
+    # id from apim-request-id. The key is in no part of the error.
+    assert (refused["status"], refused["type"]) == (401, "authentication_error")
+    assert refused["request_id"]
+    assert wrong not in json.dumps(result.merge_fields)
+    assert wrong not in json.dumps(result.reports)
+    assert (missing["status"], missing["code"]) == (404, "fine_tune_not_found")
+    assert "ftjob-none" in missing["message"]
+    assert checker.failures == [], "\n".join(checker.failures)
