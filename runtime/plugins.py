@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -100,74 +100,56 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
 
 def collect_step_types(pm: pluggy.PluginManager) -> dict[str, StepType]:
     """Every plugin's step types by type name; checks what each plugin returned."""
-    catalog: dict[str, StepType] = {}
-    owners: dict[str, str] = {}
-    hook = pm.hook.steprun_step_types
-    for impl in hook.get_hookimpls():
-        owner = impl.plugin_name
-        try:
-            returned: Any = impl.function()
-        except Exception as exc:
-            raise PluginError(
-                f"plugin {owner!r}: hook steprun_step_types raised {exc.__class__.__name__}: {exc}"
-            ) from exc
-        if not isinstance(returned, list | tuple):
-            raise PluginError(
-                f"plugin {owner!r}: hook steprun_step_types must return a list of StepType, "
-                f"returned {type(returned).__name__}"
-            )
-        for item in returned:
-            if not isinstance(item, StepType):
-                raise PluginError(
-                    f"plugin {owner!r}: hook steprun_step_types returned {item!r}, "
-                    "which is not a steprun.runtime.StepType"
-                )
-            wrong = item.problems()
-            if wrong:
-                raise PluginError(f"plugin {owner!r}: step type {item.type!r}: " + "; ".join(wrong))
-            if item.type in catalog:
-                raise PluginError(
-                    f"step type {item.type!r} is provided twice, by plugin {owners[item.type]!r} "
-                    f"and by plugin {owner!r}; uninstall one of them"
-                )
-            catalog[item.type] = item
-            owners[item.type] = owner
-    return dict(sorted(catalog.items()))
+    return _gather(pm, "steprun_step_types", StepType, "steprun.runtime.StepType", "step type")
 
 
 def collect_providers(pm: pluggy.PluginManager) -> dict[str, Provider]:
     """Every plugin's providers by name; checks what each plugin returned."""
-    found: dict[str, Provider] = {}
+    return _gather(
+        pm, "steprun_providers", Provider, "steprun.runtime.providers.Provider", "provider"
+    )
+
+
+_Item = TypeVar("_Item", StepType, Provider)
+
+
+def _gather(
+    pm: pluggy.PluginManager, hook: str, kind: type[_Item], where: str, noun: str
+) -> dict[str, _Item]:
+    """What every implementation of ``hook`` returned, by name, each checked; the hook is
+    named in every error (kedro ``runner/task.py``)."""
+    found: dict[str, _Item] = {}
     owners: dict[str, str] = {}
-    for impl in pm.hook.steprun_providers.get_hookimpls():
+    for impl in getattr(pm.hook, hook).get_hookimpls():
         owner = impl.plugin_name
         try:
             returned: Any = impl.function()
         except Exception as exc:
             raise PluginError(
-                f"plugin {owner!r}: hook steprun_providers raised {exc.__class__.__name__}: {exc}"
+                f"plugin {owner!r}: hook {hook} raised {exc.__class__.__name__}: {exc}"
             ) from exc
         if not isinstance(returned, list | tuple):
             raise PluginError(
-                f"plugin {owner!r}: hook steprun_providers must return a list of Provider, "
+                f"plugin {owner!r}: hook {hook} must return a list of {kind.__name__}, "
                 f"returned {type(returned).__name__}"
             )
         for item in returned:
-            if not isinstance(item, Provider):
+            if not isinstance(item, kind):
                 raise PluginError(
-                    f"plugin {owner!r}: hook steprun_providers returned {item!r}, "
-                    "which is not a steprun.runtime.providers.Provider"
+                    f"plugin {owner!r}: hook {hook} returned {item!r}, which is not a {where}"
                 )
+            name = item.type if isinstance(item, StepType) else item.name
             wrong = item.problems()
             if wrong:
-                raise PluginError(f"plugin {owner!r}: provider {item.name!r}: " + "; ".join(wrong))
-            if item.name in found:
+                raise PluginError(f"plugin {owner!r}: {noun} {name!r}: " + "; ".join(wrong))
+            if name in found:
+                verb = "provided" if kind is StepType else "declared"
                 raise PluginError(
-                    f"provider {item.name!r} is declared twice, by plugin {owners[item.name]!r} "
+                    f"{noun} {name!r} is {verb} twice, by plugin {owners[name]!r} "
                     f"and by plugin {owner!r}; uninstall one of them"
                 )
-            found[item.name] = item
-            owners[item.name] = owner
+            found[name] = item
+            owners[name] = owner
     return dict(sorted(found.items()))
 
 

@@ -102,9 +102,10 @@ async def answer(send: Send, status: int, body: Any, headers: dict[str, str] | N
 
 
 def json_body(body: bytes) -> Any:
+    """The JSON of a body, or None: the backend behind answers a bad one in its own words."""
     try:
         return json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
         return None
 
 

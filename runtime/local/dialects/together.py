@@ -16,11 +16,15 @@ import json
 import re
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .. import catalog
 from ..context import Context
-from .asgi import Reply, answer, call, json_body, read_body
+from .asgi import Reply, answer, call, json_body, read_body, replay
+from .together_sdk import PRICE, UPLOAD_PATH, Uploads, limits, multipart
 
 PREFIX = "/together/v1"
 DEFAULT_LEARNING_RATE = 1e-5
@@ -45,6 +49,7 @@ _EVENT_TYPES = (
     ("cancelled", "job_stopped"),
 )
 _JOB = re.compile(r"^/fine-tunes/(?P<id>[^/]+)(?P<action>/cancel|/events|/checkpoints)?$")
+_PREPROCESS = re.compile(r"^/files/(?P<id>[^/]+)/preprocess$")
 _FILE = re.compile(r"^/files/(?P<id>[^/]+)(?P<content>/content)?$")
 
 
@@ -88,6 +93,7 @@ class TogetherDialect:
         self.ctx = ctx
         # What Together's create said that the /v1 job does not keep, by job id.
         self.settings: dict[str, dict[str, Any]] = {}
+        self.uploads = Uploads()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -103,8 +109,9 @@ class TogetherDialect:
         body = await read_body(receive)
         reply = await self.handle(scope, method, sub, body)
         if isinstance(reply, Reply):
-            headers = {"content-type": reply.headers.get("content-type", "application/json")}
-            raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+            headers = {k: v for k, v in reply.headers.items() if k != "content-length"}
+            headers.setdefault("content-type", "application/json")
+            raw = [(k.encode(), v.encode("latin-1")) for k, v in headers.items()]
             raw.append((b"content-length", str(len(reply.body)).encode()))
             await send({"type": "http.response.start", "status": reply.status, "headers": raw})
             await send({"type": "http.response.body", "body": reply.body})
@@ -123,6 +130,9 @@ class TogetherDialect:
         def passed(reply: Reply, content: Any) -> tuple[int, Any, str | None]:
             return reply.status, content, reply.headers.get("x-request-id")
 
+        sdk = await self.sdk(scope, inner, method, sub, body)
+        if sdk is not None:
+            return sdk
         job = _JOB.match(sub)
         found = _FILE.match(sub)
         if method == "POST" and sub == "/files/upload":
@@ -179,6 +189,57 @@ class TogetherDialect:
                 return passed(reply, {"data": points})
         status, content = error(404, f"Invalid URL ({method} {PREFIX}{sub})")
         return status, content, None
+
+    async def sdk(
+        self, scope: Scope, inner: Any, method: str, sub: str, body: bytes
+    ) -> Reply | tuple[int, Any, str | None] | None:
+        """What Together's SDK asks besides the published API (:mod:`.together_sdk`)."""
+        if method == "POST" and sub == "/files":
+            request = Request({**scope, "path": scope["path"]}, receive=replay(body))
+            async with request.form() as form:
+                purpose, name = form.get("purpose"), form.get("file_name")
+            if not isinstance(purpose, str) or not isinstance(name, str):
+                status, content = error(400, "purpose and file_name are required")
+                return status, content, None
+            token = self.uploads.announce(purpose, name)
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            location = f"{scope.get('scheme', 'http')}://{host}{PREFIX}{UPLOAD_PATH}{token}"
+            found = {"location": location, "x-together-file-id": token}
+            return Reply(302, {**found, "content-type": "application/json"}, b"{}")
+        if method == "PUT" and sub.startswith(UPLOAD_PATH):
+            if self.uploads.receive(sub[len(UPLOAD_PATH) :], body):
+                return 200, {}, None
+            status, content = error(404, "no upload is waiting at this URL")
+            return status, content, None
+        preprocess = _PREPROCESS.match(sub)
+        if method == "POST" and preprocess is not None:
+            upload = self.uploads.complete(preprocess["id"])
+            if upload is None:
+                status, content = error(404, f"no uploaded file {preprocess['id']}")
+                return status, content, None
+            data, kind = multipart(upload)
+            headers = [
+                (k, v) for k, v in scope["headers"] if k not in (b"content-length", b"content-type")
+            ]
+            headers += [
+                (b"content-type", kind.encode()),
+                (b"content-length", str(len(data)).encode()),
+            ]
+            reply = await call(self.app, scope, "POST", "/v1/files", body=data, headers=headers)
+            created = reply.json()
+            content = file(created) if reply.status == 200 else created
+            return reply.status, content, reply.headers.get("x-request-id")
+        if method == "GET" and sub == "/fine-tunes/models/limits":
+            query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+            model = query.get("model_name", "")
+            base = catalog.resolve(model)
+            if base is None or base.tunable != "current":
+                message = f"The model {model!r} is not available for fine-tuning here."
+                return 404, {"message": message}, None
+            return 200, limits(model), None
+        if method == "POST" and sub == "/fine-tunes/estimate-price":
+            return 200, PRICE, None
+        return None
 
     async def create(self, inner: Any, body: bytes) -> tuple[int, Any, str | None]:
         data = json_body(body)

@@ -45,10 +45,6 @@ class AzureAdapter(Adapter):
         "legacy.other": LEGACY_REFUSAL,
     }
 
-    @property
-    def display(self) -> str:
-        return "Azure OpenAI"
-
     def config_refusal(self, step_type: str, config: Mapping[str, Any]) -> str | None:
         if step_type == "openai.deploy_fine_tuned_model":
             return None

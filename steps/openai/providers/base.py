@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from steprun.runtime.providers import API_KEY_SETTING, BASE_URL_SETTING, COMMON_SETTINGS, Provider
+
 if TYPE_CHECKING:
     from steprun.runtime.authorizations import Authorization
 
@@ -122,7 +124,7 @@ class Adapter:
     """The OpenAI API: nothing to translate. Providers override what differs."""
 
     name = "openai"
-    title = "the OpenAI API, or any server that speaks it (base_url)"
+    title = "OpenAI"  # how its refusals name the provider
     # Operation → the one sentence that says this provider cannot do it.
     unsupported: ClassVar[Mapping[str, str]] = {}
     # Provider status → OpenAI's; a status missing here is passed on as it is.
@@ -147,26 +149,22 @@ class Adapter:
             hyper = config.get("hyperparameters")
             if isinstance(hyper, Mapping) and "learning_rate" in hyper:
                 return (
-                    f"{self.display} takes a learning_rate_multiplier, not an absolute "
+                    f"{self.title} takes a learning_rate_multiplier, not an absolute "
                     "learning_rate; set hyperparameters.learning_rate_multiplier instead"
                 )
             if config.get("lora") is not None:
                 return (
-                    f"{self.display} chooses how it trains and takes no LoRA settings; "
+                    f"{self.title} chooses how it trains and takes no LoRA settings; "
                     "remove `lora` (Nebius and Together take them)"
                 )
             if config.get("training_type") is not None:
                 return "training_type is Azure OpenAI's setting; remove it for this provider"
         if step_type == "openai.deploy_fine_tuned_model":
             return (
-                f"{self.display} serves a fine-tuned model as soon as its job succeeds; "
+                f"{self.title} serves a fine-tuned model as soon as its job succeeds; "
                 "deployment is a step for Azure OpenAI only, remove it"
             )
         return None
-
-    @property
-    def display(self) -> str:
-        return {"openai": "OpenAI", "local": "the embedded backend"}.get(self.name, self.name)
 
     # -- requests ----------------------------------------------------------------------
 
@@ -239,12 +237,25 @@ class Adapter:
         return None
 
 
+def keyed_provider(adapter: Adapter, title: str, default_url: str) -> Provider:
+    """A provider reached with an API key at a base URL (``default_url`` unless set)."""
+    return Provider(
+        name=adapter.name,
+        title=f"{title} ({default_url})",
+        settings={"api_key": API_KEY_SETTING, "base_url": BASE_URL_SETTING, **COMMON_SETTINGS},
+        base_url=lambda settings: str(settings.get("base_url") or default_url),
+        required=("api_key",),
+        refusal=adapter.refusal,
+    )
+
+
 __all__ = [
     "LEGACY_REFUSAL",
     "OPENAI_STATUSES",
     "STEP_OPERATIONS",
     "Adapter",
     "Call",
+    "keyed_provider",
     "route",
     "step_operation",
 ]

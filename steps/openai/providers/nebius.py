@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from steprun.runtime.providers import API_KEY_SETTING, BASE_URL_SETTING, COMMON_SETTINGS, Provider
-
-from .base import LEGACY_REFUSAL, Adapter, Call
+from .base import LEGACY_REFUSAL, Adapter, Call, keyed_provider
 
 if TYPE_CHECKING:
     from steprun.runtime.authorizations import Authorization
@@ -49,10 +47,6 @@ class NebiusAdapter(Adapter):
         "legacy.other": LEGACY_REFUSAL,
     }
 
-    @property
-    def display(self) -> str:
-        return "Nebius Token Factory"
-
     def config_refusal(self, step_type: str, config: Mapping[str, Any]) -> str | None:
         if step_type == "openai.create_fine_tuning_job":
             hyper = config.get("hyperparameters")
@@ -86,13 +80,6 @@ class NebiusAdapter(Adapter):
 
 ADAPTER = NebiusAdapter()
 
-PROVIDER = Provider(
-    name="nebius",
-    title=f"Nebius Token Factory ({BASE_URL})",
-    settings={"api_key": API_KEY_SETTING, "base_url": BASE_URL_SETTING, **COMMON_SETTINGS},
-    base_url=lambda settings: str(settings.get("base_url") or BASE_URL),
-    required=("api_key",),
-    refusal=ADAPTER.refusal,
-)
+PROVIDER = keyed_provider(ADAPTER, "Nebius Token Factory", BASE_URL)
 
 __all__ = ["ADAPTER", "BASE_URL", "PROVIDER", "NebiusAdapter", "lora_hyperparameters"]

@@ -14,9 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from steprun.runtime.providers import API_KEY_SETTING, BASE_URL_SETTING, COMMON_SETTINGS, Provider
-
-from .base import LEGACY_REFUSAL, Adapter, Call
+from .base import LEGACY_REFUSAL, Adapter, Call, keyed_provider
 
 if TYPE_CHECKING:
     from steprun.runtime.authorizations import Authorization
@@ -217,10 +215,6 @@ class TogetherAdapter(Adapter):
         ),
     }
 
-    @property
-    def display(self) -> str:
-        return "Together AI"
-
     def config_refusal(self, step_type: str, config: Mapping[str, Any]) -> str | None:
         if step_type == "openai.create_fine_tuning_job":
             method = config.get("method")
@@ -306,13 +300,6 @@ def file(item: Mapping[str, Any]) -> dict[str, Any]:
 
 ADAPTER = TogetherAdapter()
 
-PROVIDER = Provider(
-    name="together",
-    title=f"Together AI ({BASE_URL})",
-    settings={"api_key": API_KEY_SETTING, "base_url": BASE_URL_SETTING, **COMMON_SETTINGS},
-    base_url=lambda settings: str(settings.get("base_url") or BASE_URL),
-    required=("api_key",),
-    refusal=ADAPTER.refusal,
-)
+PROVIDER = keyed_provider(ADAPTER, "Together AI", BASE_URL)
 
 __all__ = ["ADAPTER", "BASE_URL", "PROVIDER", "STATUSES", "TogetherAdapter", "create_body", "job"]
