@@ -62,9 +62,16 @@ def resolve_authorization(
     environ: Mapping[str, str],
     base_dir: Path,
     redactor: secrets.Redactor,
-    providers: Mapping[str, Provider],
+    providers: Mapping[str, Provider] | None = None,
 ) -> Authorization:
-    """Turn a validated authorization spec from a flow into an :class:`Authorization`."""
+    """Turn a validated authorization spec from a flow into an :class:`Authorization`.
+
+    ``providers`` are a runtime's; without them, those of the built-in and installed plugins.
+    """
+    if providers is None:
+        from .plugins import collect_providers, make_plugin_manager
+
+        providers = collect_providers(make_plugin_manager())
     provider = spec.get("provider")
     declared = providers.get(provider) if isinstance(provider, str) else None
     if declared is None:

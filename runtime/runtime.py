@@ -120,9 +120,11 @@ class Runtime:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
-        if self._local is not None:
-            self._local.close()
-            self._local = None
+        for built in self._in_process.values():
+            close = getattr(built, "close", None)  # the embedded backend's state, say
+            if close is not None:
+                close()
+        self._in_process.clear()
 
     @property
     def http(self) -> httpx.AsyncClient:
