@@ -55,6 +55,18 @@ class Authorization(BaseModel):
         return {"name": self.name, "provider": self.provider, "base_url": self.base_url}
 
 
+def setting_problems(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(setting, problem) pairs no schema can see: what this installation lacks."""
+    if spec.get("provider") == "local" and spec.get("trainer") == "transformers":
+        # Imported here: most flows never ask for the real trainer.
+        from .local.trainer.settings import missing_extra_message
+
+        message = missing_extra_message()
+        if message is not None:
+            return [("trainer", message)]
+    return []
+
+
 def resolve_authorization(
     name: str,
     spec: Mapping[str, Any],
@@ -110,6 +122,7 @@ __all__ = [
     "Authorization",
     "read_authorizations_file",
     "resolve_authorization",
+    "setting_problems",
 ]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from jsonschema.exceptions import ValidationError
 
+from . import authorizations as auth
 from . import secrets
 from .dataflow import Dataflow
 from .errors import FlowInvalid, Problem
@@ -236,6 +237,8 @@ class _Check:
                 if isinstance(value, str):
                     for message in secrets.reference_problems(value):
                         self.problem(message, ("authorizations", name, key))
+            for key, message in auth.setting_problems(spec):
+                self.problem(message, ("authorizations", name, key))
         default = data.get("authorization")
         if isinstance(default, str) and default not in defined:
             self.problem(self._unknown_authorization(default, names), ("authorization",))

@@ -46,6 +46,21 @@ from .common import cli, handled
     type=click.FloatRange(min=0, min_open=True),
     help="The largest file an upload may carry, in MiB (OpenAI's limit: 512).",
 )
+@click.option(
+    "--trainer",
+    type=click.Choice(["simulated", "transformers"]),
+    default="simulated",
+    show_default=True,
+    help="simulated (jobs follow the clock) or transformers (real training; steprun[train]).",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="A base model for --trainer transformers: a folder or Hub id (repeatable).",
+)
+@click.option("--device", default="auto", show_default=True, help="Where to train: cpu, cuda, mps.")
 @handled
 def serve_local(
     host: str,
@@ -54,6 +69,9 @@ def serve_local(
     state_dir: Path | None,
     job_seconds: float,
     max_upload_mb: float,
+    trainer: str,
+    models: tuple[str, ...],
+    device: str,
 ) -> None:
     """Serve the embedded OpenAI-compatible backend over HTTP.
 
@@ -62,6 +80,14 @@ def serve_local(
     """
     from ..local import serve
 
+    named = {}
+    for item in models:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"expected NAME=PATH, got {item!r}", param_hint="--model")
+        named[name] = path
+    if named and trainer != "transformers":
+        raise click.BadParameter("--model needs --trainer transformers", param_hint="--model")
     serve(
         host=host,
         port=port,
@@ -69,6 +95,9 @@ def serve_local(
         state_dir=state_dir,
         job_seconds=job_seconds,
         max_upload_bytes=max(1, round(max_upload_mb * 2**20)),
+        trainer=trainer,
+        models=named,
+        device=device,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp
 
@@ -15,6 +15,9 @@ from .errors import APIError
 from .faults import Fault, Faults, parse_fault
 from .files import MAX_UPLOAD_BYTES
 from .state import Store
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 # Long enough to watch a job move through its states, short enough for a demo.
 DEFAULT_JOB_SECONDS = 4.0
@@ -33,6 +36,10 @@ class LocalBackend:
     ``org-…`` id jobs belong to; model names use it without the ``org-`` prefix.
     ``clock``: seconds since the epoch (tests pass a controllable one). ``faults``:
     faults armed from the start (see ``faults``).
+    ``trainer``: ``simulated`` (jobs follow the clock, models answer from their data) or
+    ``transformers`` (real training with TRL and PEFT in a child process per job, on the
+    built-in ``steprun-tiny`` or the base ``models`` given as ``{name: path or Hub id}``,
+    on ``device``; needs the ``steprun[train]`` extra).
 
     Two backends share nothing. Nothing runs in the background: state is written as it
     changes, and :meth:`close` only lets go of the state's database early.
@@ -48,6 +55,9 @@ class LocalBackend:
         clock: Clock = time.time,
         faults: Iterable[Mapping[str, Any]] = (),
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
+        trainer: str = "simulated",
+        models: Mapping[str, Any] | None = None,
+        device: str = "auto",
     ) -> None:
         seconds = float(job_seconds)
         if not seconds > 0:
@@ -60,8 +70,10 @@ class LocalBackend:
             )
         if not organization.startswith("org-"):
             raise ValueError(f"organization must be an id like 'org-acme', not {organization!r}")
+        store = Store(Path(state_dir) if state_dir is not None else None)
         self.ctx = Context(
-            store=Store(Path(state_dir) if state_dir is not None else None),
+            trainer=_real_trainer(trainer, models, device, store),
+            store=store,
             clock=clock,
             job_seconds=seconds,
             organization=organization,
@@ -95,6 +107,25 @@ class LocalBackend:
     def close(self) -> None:
         """Close the state database (a backend left open is closed when collected)."""
         self.ctx.store.close()
+
+
+def _real_trainer(
+    trainer: str, models: Mapping[str, Any] | None, device: str, store: Store
+) -> Trainer | None:
+    """The real trainer when asked for; ValueError naming what is wrong or missing."""
+    from .trainer import TRAINERS, Trainer, TrainerSettings, missing_extra_message, parse_models
+
+    if trainer not in TRAINERS:
+        raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, not {trainer!r}")
+    if trainer == "simulated":
+        if models:
+            raise ValueError("models are for trainer: transformers; the simulated trainer has none")
+        return None
+    missing = missing_extra_message()
+    if missing is not None:
+        raise ValueError(missing)
+    settings = TrainerSettings(parse_models(models), device)
+    return Trainer(settings, store)
 
 
 __all__ = ["DEFAULT_JOB_SECONDS", "DEFAULT_ORGANIZATION", "LocalBackend"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -23,7 +24,7 @@ from . import catalog, ids, shaping, tokens
 from .chat_rules import check_chat, check_reasoning, token_limit
 from .context import Context, json_body
 from .errors import APIError
-from .model import Generation, RetrievalModel, TokenChoice
+from .model import Generation, TokenChoice
 from .params import ANY, BOOLEAN, LOGIT_BIAS, STOP, STREAM_OPTIONS, STRING, Param, check
 from .sampling import (
     PENALTY,
@@ -32,15 +33,17 @@ from .sampling import (
     TOP_P,
     N,
     Sampling,
+    Served,
     check_stream_options,
     fingerprint,
     generate,
     interleave,
+    prompt_size,
     sampling,
     usage,
 )
 from .sse import EventStream
-from .training import chat_tokens, message_text
+from .training import message_text
 
 # Accepted and without effect on this backend's models (their shape is checked where the
 # API checks it: response_format, tools and tool_choice in chat_rules).
@@ -94,7 +97,7 @@ class Answer:
         return len(self.generation.tokens)
 
 
-def _retokenized(model: RetrievalModel, text: str, k: int, limit: int | None) -> Generation:
+def _retokenized(model: Served, text: str, k: int, limit: int | None) -> Generation:
     """A shaped text as generated tokens, scored by the model's own token distribution."""
     generation = Generation()
     for position, token in enumerate(tokens.tokenize(text)):
@@ -108,7 +111,7 @@ def _retokenized(model: RetrievalModel, text: str, k: int, limit: int | None) ->
 
 def _answer(
     body: dict[str, Any],
-    model: RetrievalModel,
+    model: Served,
     generation: Generation,
     question: str,
     settings: Sampling,
@@ -208,9 +211,9 @@ def chat_completion(ctx: Context, body: dict[str, Any]) -> Response:
     )
     answers = [
         _answer(body, model, generation, question, settings, limit)
-        for generation in generate(model, question, settings, n)
+        for generation in generate(model, question, settings, n, messages=messages)
     ]
-    prompt_tokens = chat_tokens(messages)
+    prompt_tokens = prompt_size(model, messages)
     completion_tokens = sum(a.completion_tokens for a in answers)
     ctx.rate.tokens += prompt_tokens + completion_tokens
     counts = usage(prompt_tokens, completion_tokens, chat=True)
@@ -303,7 +306,11 @@ def _chat_chunks(
 
 def routes(ctx: Context) -> list[Route]:
     async def chat(request: Request) -> Response:
-        return chat_completion(ctx, await json_body(request))
+        body = await json_body(request)
+        if ctx.trainer is not None:
+            # Trained weights generate on a worker thread: the event loop keeps serving.
+            return await run_in_threadpool(chat_completion, ctx, body)
+        return chat_completion(ctx, body)
 
     return [Route("/v1/chat/completions", chat, methods=["POST"])]
 

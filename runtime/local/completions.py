@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -21,7 +22,7 @@ from starlette.routing import Route
 from . import ids, tokens
 from .context import Context, json_body
 from .errors import APIError, invalid
-from .model import Generation, RetrievalModel, TokenChoice
+from .model import Generation, TokenChoice
 from .params import BOOLEAN, LOGIT_BIAS, STOP, STREAM_OPTIONS, STRING, Param, check
 from .sampling import (
     PENALTY,
@@ -29,11 +30,13 @@ from .sampling import (
     TEMPERATURE,
     TOP_P,
     N,
+    Served,
     best,
     check_stream_options,
     fingerprint,
     generate,
     interleave,
+    prompt_size,
     sampling,
     usage,
 )
@@ -61,7 +64,7 @@ COMPLETION_PARAMS = {
 }
 
 
-def _prompts(value: Any, model: RetrievalModel) -> list[str]:
+def _prompts(value: Any, model: Served) -> list[str]:
     """The prompt texts of a request: a string, strings, token ids, or lists of token ids."""
     if isinstance(value, str):
         return [value]
@@ -103,9 +106,7 @@ def _top_dict(choice: TokenChoice) -> dict[str, float]:
     return top
 
 
-def _completion_logprobs(
-    model: RetrievalModel, choice: _Choice, *, echo: bool, k: int
-) -> dict[str, Any]:
+def _completion_logprobs(model: Served, choice: _Choice, *, echo: bool, k: int) -> dict[str, Any]:
     items: list[tuple[str, float | None, dict[str, float] | None]] = []
     if echo:
         for position, token in enumerate(tokens.tokenize(choice.prompt)):
@@ -158,7 +159,7 @@ def completion(ctx: Context, body: dict[str, Any]) -> Response:
     choices: list[_Choice] = []
     prompt_tokens = completion_tokens = 0
     for prompt in _prompts(body["prompt"], model):
-        prompt_tokens += tokens.count(prompt)
+        prompt_tokens += prompt_size(model, prompt)
         generated = generate(model, prompt, settings, best_of)
         completion_tokens += sum(len(g.tokens) for g in generated)
         if best_of > n:
@@ -201,7 +202,7 @@ def completion(ctx: Context, body: dict[str, Any]) -> Response:
 
 
 def _completion_chunks(
-    model: RetrievalModel,
+    model: Served,
     head: dict[str, Any],
     choices: list[_Choice],
     echo: bool,
@@ -256,7 +257,11 @@ def _completion_chunks(
 
 def routes(ctx: Context) -> list[Route]:
     async def completions(request: Request) -> Response:
-        return completion(ctx, await json_body(request))
+        body = await json_body(request)
+        if ctx.trainer is not None:
+            # Trained weights generate on a worker thread: the event loop keeps serving.
+            return await run_in_threadpool(completion, ctx, body)
+        return completion(ctx, body)
 
     return [Route("/v1/completions", completions, methods=["POST"])]
 

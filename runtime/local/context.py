@@ -12,7 +12,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
@@ -23,6 +23,9 @@ from .model import BASE_EXAMPLES, RetrievalModel
 from .records import JobRecord, ModelRecord
 from .state import Store
 from .training import Example, TrainingData, parse
+
+if TYPE_CHECKING:
+    from .trainer import TrainedModel, Trainer
 
 Clock = Callable[[], float]
 
@@ -57,6 +60,8 @@ class Context:
     api_key: str | None
     faults: Faults
     max_upload_bytes: int
+    # The real trainer (``trainer: transformers``); None for the simulated one.
+    trainer: Trainer | None = None
     rate: RateWindow = field(default_factory=RateWindow)
     _models: dict[str, RetrievalModel] = field(default_factory=dict)
     # For settle(): a heap of the unfinished jobs by the earliest instant each can end (a
@@ -127,8 +132,13 @@ class Context:
             return False
         return any(c.model == model_id for c in jobs.checkpoints(job, self.now()))
 
-    def serving(self, model_id: str) -> tuple[catalog.Kind, RetrievalModel]:
-        """The kind and retrieval model answering for ``model_id``; 404 when there is none."""
+    def serving(self, model_id: str) -> tuple[catalog.Kind, RetrievalModel | TrainedModel]:
+        """The kind and model answering for ``model_id``; 404 when there is none."""
+        if self.trainer is not None:
+            weights = self.trainer.weights(self.store, model_id)
+            if weights is not None:
+                record = self.fine_tuned(model_id)
+                return (record.kind if record else "chat"), self.trainer.model(weights)
         record = self.fine_tuned(model_id)
         if record is not None:
             key = record.id

@@ -37,6 +37,10 @@ def _base(ctx: Context, model: str, method: str) -> tuple[str, str, catalog.Kind
         param="model",
         code="model_not_available",
     )
+    if ctx.trainer is not None:
+        if ctx.trainer.base(model) is None or method == "reinforcement":
+            raise ctx.trainer.unavailable(model, method)
+        return model, model, "chat", []
     record = ctx.fine_tuned(model)
     if record is not None:
         job = ctx.store.jobs.get(record.job_id)
@@ -84,6 +88,8 @@ def create_job(ctx: Context, body: dict[str, Any], request_id: str | None) -> Jo
     validation_file = body.get("validation_file")
     validation = checked_data(ctx, validation_file, "validation_file") if validation_file else None
     check_count(data, training_file)
+    if ctx.trainer is not None and kind_of_method == "supervised" and data.format == "completion":
+        kind = "completion"  # a real model learns either format; it is served as it learned
     expected = "completion" if kind == "completion" else "chat"
     if kind_of_method == "dpo":
         expected = "preference"
@@ -141,6 +147,14 @@ def create_job(ctx: Context, body: dict[str, Any], request_id: str | None) -> Jo
         job.extra["beta"] = 0.1 if requested["beta"] == "auto" else float(requested["beta"])
     if kind_of_method == "reinforcement":
         job.extra["grader"] = method["reinforcement"]["grader"]
+    if ctx.trainer is not None:
+        ctx.trainer.start(
+            job,
+            data_format=expected,
+            training=ctx.store.content(training_file),
+            validation=ctx.store.content(validation_file) if validation_file else None,
+            now=job.created_at,
+        )
     ctx.store.save(job)
     return job
 
@@ -196,9 +210,7 @@ def view(job: JobRecord, now: float) -> dict[str, Any]:
         "error": job.error if status == "failed" else None,
         "seed": job.seed,
         # The spec: null unless the job is running.
-        "estimated_finish": (
-            int(jobs.wall_time(job, jobs.end_work(job))) if status == "running" else None
-        ),
+        "estimated_finish": (jobs.estimated_finish(job, now) if status == "running" else None),
         "integrations": job.integrations or [],
         "metadata": job.metadata,
         "user_provided_suffix": job.suffix,

@@ -34,6 +34,7 @@ from . import ids
 from .records import FileRecord, JobRecord, ModelRecord, Pause
 from .results import metrics, result_file
 from .state import Store
+from .trainer import lifecycle as real
 
 VALIDATED = 0.10
 STARTED = 0.20
@@ -88,6 +89,8 @@ def wall_time(job: JobRecord, work: float) -> float:
 
 
 def is_paused(job: JobRecord) -> bool:
+    if real.is_real(job):
+        return real.status(job) == "paused"
     return job.status is None and bool(job.pauses) and job.pauses[-1].until is None
 
 
@@ -99,6 +102,8 @@ def failure_work(job: JobRecord) -> float | None:
 
 def end_work(job: JobRecord) -> float:
     """The work offset at which the job ends as planned (success or planned failure)."""
+    if real.is_real(job):
+        return 0.0  # it ends when its training does: look at every settle
     failing = failure_work(job)
     return failing if failing is not None else job.duration
 
@@ -231,6 +236,11 @@ def _ending_moments(job: JobRecord) -> list[Moment]:
 
 def events(job: JobRecord, now: float) -> list[Event]:
     """Events emitted by ``now``, oldest first."""
+    if real.is_real(job):
+        return [
+            Event(event_id, e["created_at"], e["level"], e["message"], e["type"], e["data"])
+            for event_id, e in real.events(job, now)
+        ]
     done = work_done(job, now)
     timeline: list[tuple[float, Moment]] = []
     for moment in plan(job):
@@ -267,6 +277,8 @@ def events(job: JobRecord, now: float) -> list[Event]:
 def status(job: JobRecord, now: float) -> str:
     if job.status is not None:
         return job.status
+    if real.is_real(job):
+        return real.status(job)
     if is_paused(job):
         return "paused"
     done = work_done(job, now)
@@ -291,6 +303,17 @@ class Checkpoint:
 def checkpoints(job: JobRecord, now: float) -> list[Checkpoint]:
     """One checkpoint per finished epoch of the last 3, oldest first; the last one is the
     model itself."""
+    if real.is_real(job):
+        return [
+            Checkpoint(
+                id=ids.derived_id("ftckpt_", job.id, c["step"]),
+                created_at=c["created_at"],
+                step=c["step"],
+                model=c["model"],
+                metrics=c["metrics"],
+            )
+            for c in real.checkpoints(job)
+        ]
     done = work_done(job, now)
     found = []
     ends = checkpoint_steps(job)
@@ -334,6 +357,8 @@ def checkpoints(job: JobRecord, now: float) -> list[Checkpoint]:
 
 def settle(store: Store, job: JobRecord, now: float) -> bool:
     """Record the end of a job whose work is done; True when the job changed."""
+    if real.is_real(job):
+        return real.settle(store, job, now)
     if job.status is not None or is_paused(job):
         return False
     done = work_done(job, now)
@@ -377,17 +402,34 @@ def settle(store: Store, job: JobRecord, now: float) -> bool:
     return True
 
 
+def estimated_finish(job: JobRecord, now: float) -> int | None:
+    """When an unfinished job should end (a real job: from its measured step rate)."""
+    if real.is_real(job):
+        return real.estimated_finish(job, now)
+    return int(wall_time(job, end_work(job)))
+
+
 def pause(store: Store, job: JobRecord, now: float) -> None:
+    if real.is_real(job):
+        real.pause(job)
+        return
     job.pauses.append(Pause(work_at=work_done(job, now), since=now))
     store.save(job)
 
 
 def resume(store: Store, job: JobRecord, now: float) -> None:
+    if real.is_real(job):
+        real.resume(job)
+        return
     job.pauses[-1].until = now
     store.save(job)
 
 
 def cancel(store: Store, job: JobRecord, now: float) -> None:
+    if real.is_real(job):
+        real.cancel(job, now)
+        store.save(job)
+        return
     job.status = "cancelled"
     # An open pause stays open: the work clock stopped there and the job never resumed.
     job.ended_work = work_done(job, now)
@@ -405,6 +447,7 @@ __all__ = [
     "checkpoint_steps",
     "checkpoints",
     "end_work",
+    "estimated_finish",
     "events",
     "is_paused",
     "pause",

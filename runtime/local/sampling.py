@@ -10,12 +10,19 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from . import ids
+from . import ids, tokens
 from .errors import invalid
 from .model import Generation, RetrievalModel
 from .params import Param
+from .training import chat_tokens
+
+if TYPE_CHECKING:
+    from .trainer.serving import TrainedModel
+
+# What answers a request: the simulated trainer's retrieval model, or trained weights.
+Served: TypeAlias = "RetrievalModel | TrainedModel"
 
 PENALTY = Param(("number",), minimum=-2, maximum=2)
 TEMPERATURE = Param(("number",), minimum=0, maximum=2)
@@ -76,8 +83,17 @@ def _logit_bias(value: dict[str, Any] | None) -> dict[int, float]:
     return bias
 
 
-def generate(model: RetrievalModel, query: str, settings: Sampling, count: int) -> list[Generation]:
-    """``count`` generations for one prompt."""
+def generate(
+    model: Served,
+    query: str,
+    settings: Sampling,
+    count: int,
+    *,
+    messages: list[dict[str, Any]] | None = None,
+) -> list[Generation]:
+    """``count`` generations for one prompt (a trained model reads the whole ``messages``)."""
+    if not isinstance(model, RetrievalModel):
+        return model.answer(query if messages is None else messages, settings, count)
     logits = model.logits(query, settings.bias)
     return [
         model.generate(
@@ -94,6 +110,13 @@ def generate(model: RetrievalModel, query: str, settings: Sampling, count: int) 
         )
         for _ in range(count)
     ]
+
+
+def prompt_size(model: Served, prompt: str | list[dict[str, Any]]) -> int:
+    """Tokens of a prompt (text, or chat messages) as the model counts them."""
+    if not isinstance(model, RetrievalModel):
+        return model.count(prompt)
+    return tokens.count(prompt) if isinstance(prompt, str) else chat_tokens(prompt)
 
 
 def best(generations: list[Generation], n: int) -> list[Generation]:
@@ -149,11 +172,13 @@ __all__ = [
     "TOP_P",
     "N",
     "Sampling",
+    "Served",
     "best",
     "check_stream_options",
     "fingerprint",
     "generate",
     "interleave",
+    "prompt_size",
     "sampling",
     "usage",
 ]

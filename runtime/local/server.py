@@ -42,6 +42,9 @@ def serve(
     log_level: str = "warning",
     faults: Iterable[Mapping[str, Any]] = (),
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    trainer: str = "simulated",
+    models: Mapping[str, Any] | None = None,
+    device: str = "auto",
 ) -> None:
     """Run the backend until interrupted. Port 0 picks a free port.
 
@@ -51,13 +54,19 @@ def serve(
     # Only serving needs uvicorn; embedding the backend in-process never imports it.
     import uvicorn
 
-    backend = LocalBackend(
-        job_seconds=job_seconds,
-        api_key=api_key,
-        state_dir=state_dir,
-        faults=faults,
-        max_upload_bytes=max_upload_bytes,
-    )
+    try:
+        backend = LocalBackend(
+            job_seconds=job_seconds,
+            api_key=api_key,
+            state_dir=state_dir,
+            faults=faults,
+            max_upload_bytes=max_upload_bytes,
+            trainer=trainer,
+            models=models,
+            device=device,
+        )
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
     config = uvicorn.Config(
         backend.app,
         host=host,

@@ -26,11 +26,14 @@ JOB_SECONDS = 1.0
 
 
 @contextmanager
-def serve_local(job_seconds: float = JOB_SECONDS) -> Iterator[str]:
-    """``steprun serve-local --port 0`` in a subprocess; yields its base URL (``…/v1``)."""
+def serve_local(job_seconds: float = JOB_SECONDS, *more: str) -> Iterator[str]:
+    """``steprun serve-local --port 0`` in a subprocess; yields its base URL (``…/v1``).
+
+    ``more``: further command-line options (then the console script must be installed).
+    """
     script = Path(sys.executable).with_name("steprun")
-    options = ["--port", "0", "--api-key", KEY, "--job-seconds", str(job_seconds)]
-    if script.exists():
+    options = ["--port", "0", "--api-key", KEY, "--job-seconds", str(job_seconds), *more]
+    if script.exists() or more:
         command = [str(script), "serve-local", *options]
     else:  # not installed as a console script: call what the command calls
         code = (

@@ -2,7 +2,7 @@
 
 It speaks OpenAI's API under ``/v1`` (and each other provider's dialect beside it), so its
 adapter is OpenAI's. The backend itself is built on first use, from the options of the
-authorization (``job_seconds``, ``state``).
+authorization (``job_seconds``, ``state``, ``trainer``, ``models``, ``device``).
 """
 
 from __future__ import annotations
@@ -51,6 +51,40 @@ PROVIDER = Provider(
             "description": "The folder where the backend keeps its files and jobs (relative "
             "to the flow file's). Default: beside the run store (steprun run), in memory "
             "otherwise.",
+        },
+        "trainer": {
+            "enum": ["simulated", "transformers"],
+            "description": "simulated (default: jobs follow the clock, models answer from "
+            "their data) or transformers (real training with TRL and PEFT; pip install "
+            "'steprun[train]').",
+        },
+        "models": {
+            "type": "object",
+            "description": "trainer: transformers: base models by name, each a local folder "
+            "or Hub id (what from_pretrained takes), or {path, adapter: lora|full, "
+            "learning_rate}. steprun-tiny is built in.",
+            "propertyNames": {"not": {"const": "steprun-tiny"}},
+            "additionalProperties": {
+                "oneOf": [
+                    {"type": "string", "minLength": 1},
+                    {
+                        "type": "object",
+                        "required": ["path"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "path": {"type": "string", "minLength": 1},
+                            "adapter": {"enum": ["lora", "full"]},
+                            "learning_rate": {"type": "number", "exclusiveMinimum": 0},
+                        },
+                    },
+                ]
+            },
+        },
+        "device": {
+            "type": "string",
+            "minLength": 1,
+            "description": "trainer: transformers: auto (default: CUDA, then MPS, then CPU), "
+            "cpu, cuda, cuda:1, mps.",
         },
         **COMMON_SETTINGS,
     },
