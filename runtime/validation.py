@@ -290,7 +290,7 @@ class _Check:
         if not isinstance(config, dict):
             return
         for key, value in config.items():
-            if _nested_deeper(value, MAX_NESTING):
+            if nested_deeper(value, MAX_NESTING):
                 self.problem(
                     f"{key} is nested more than {MAX_NESTING} levels deep; a step's output may "
                     f"nest at most {MAX_NESTING} levels, so this step could not run. Flatten it.",
@@ -418,7 +418,7 @@ class _Check:
         return f"authorization {name!r} is not defined; {hint}"
 
 
-def _nested_deeper(value: Any, limit: int, depth: int = 0) -> bool:
+def nested_deeper(value: Any, limit: int, depth: int = 0) -> bool:
     """Whether ``value`` nests lists or mappings deeper than ``limit`` (counted as the
     runner counts a step's output: the value itself is level 0). Stops at the limit."""
     if isinstance(value, dict):
@@ -427,7 +427,7 @@ def _nested_deeper(value: Any, limit: int, depth: int = 0) -> bool:
         items = value
     else:
         return False
-    return depth > limit or any(_nested_deeper(v, limit, depth + 1) for v in items)
+    return depth > limit or any(nested_deeper(v, limit, depth + 1) for v in items)
 
 
 def _strings(
@@ -472,4 +472,11 @@ def _step_id(data: Mapping[str, Any], path: tuple[Any, ...]) -> str | None:
     return None
 
 
-__all__ = ["RESERVED_IDS", "StepTypes", "Validator", "resolve_schema"]
+__all__ = [
+    "MAX_NESTING",
+    "RESERVED_IDS",
+    "StepTypes",
+    "Validator",
+    "nested_deeper",
+    "resolve_schema",
+]

@@ -92,10 +92,39 @@ def parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:
                 "--input training_file=data/support.jsonl"
             )
         try:
-            found[name.strip()] = json.loads(value)
-        except ValueError:
+            found[name.strip()] = json_value(value)
+        except _NotJson:
             found[name.strip()] = value
+        except ValueError as exc:
+            raise click.UsageError(f"--input {name.strip()}: {exc}") from None
     return found
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(
+        f"{name} is not a number JSON allows (a run's values are JSON); quote it, "
+        f"'\"{name}\"', to pass the text"
+    )
+
+
+def json_value(text: str) -> Any:
+    """``text`` read as JSON; ValueError with a sentence for what a run cannot hold (NaN,
+    Infinity, nesting deeper than a step's output may be), _NotJson when it is no JSON."""
+    from ..validation import MAX_NESTING, nested_deeper
+
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError(f"the JSON is nested more than {MAX_NESTING} levels deep") from None
+    except json.JSONDecodeError as exc:
+        raise _NotJson(f"not valid JSON ({exc.msg})") from None
+    if nested_deeper(value, MAX_NESTING):
+        raise ValueError(f"the JSON is nested more than {MAX_NESTING} levels deep")
+    return value
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -21,6 +21,7 @@ from .common import (
     fail,
     handled,
     interrupted_says_how_to_resume,
+    json_value,
     parse_inputs,
     report_option,
     session,
@@ -28,27 +29,40 @@ from .common import (
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Input rows from a JSON Lines file: one JSON object (of inputs) per line."""
+    """Input rows from a JSON Lines file: one JSON object (of inputs) per line. Every bad
+    line is named, not only the first."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        data = path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot be read: {exc.strerror or exc}") from None
     rows: list[dict[str, Any]] = []
-    for number, line in enumerate(lines, start=1):
+    bad: list[str] = []
+    for number, raw in enumerate(data.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad.append(f"{path}:{number}: not UTF-8 text (byte {exc.start + 1}); save it as UTF-8")
+            continue
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(
-                f"{path}:{number}: not valid JSON ({exc.msg}); each line holds one JSON "
-                'object of inputs, e.g. {"training_file": "data/a.jsonl"}'
-            ) from None
+            row = json_value(line)
+        except ValueError as exc:
+            bad.append(
+                f"{path}:{number}: {exc}; each line holds one JSON object of inputs, "
+                'e.g. {"training_file": "data/a.jsonl"}'
+            )
+            continue
         if not isinstance(row, dict):
-            raise InvalidInput(
+            bad.append(
                 f"{path}:{number}: expected a JSON object of inputs, found {type(row).__name__}"
             )
+            continue
         rows.append(row)
+    if bad:
+        raise InvalidInput(
+            "\n".join(bad) if len(bad) == 1 else f"{len(bad)} bad lines:\n" + "\n".join(bad)
+        )
     if not rows:
         raise InvalidInput(f"{path}: holds no rows; write one JSON object of inputs per line")
     return rows

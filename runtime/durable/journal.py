@@ -23,13 +23,36 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from ..errors import RunCancelled, StoreError
-from ..flow import FlowStep
+from ..errors import InvalidInput, RunCancelled, StoreError
+from ..flow import Flow, FlowStep
 from ..runner import RunState
 from ..store import LEASE_SECONDS, Op, RunStore
 from ..store.rows import dump
 
 FAILPOINT_ENV = "STEPRUN_FAILPOINT"
+FAILPOINTS = ("step-started", "step-finished-before-commit", "step-finished-after-commit")
+
+
+def failpoint(environ: Mapping[str, str], flow: Flow) -> str | None:
+    """The failpoint STEPRUN_FAILPOINT sets for ``flow``, or None; one that could never fire
+    is refused, so a fault test cannot pass without testing anything."""
+    value = environ.get(FAILPOINT_ENV)
+    if not value:
+        return None
+    point, at, step = value.partition("@")
+    if point not in FAILPOINTS or not at:
+        raise InvalidInput(
+            f"{FAILPOINT_ENV}={value!r} names no failpoint; use POINT@STEP, where POINT is "
+            f"one of {', '.join(FAILPOINTS)}"
+        )
+    if step not in flow.by_id:
+        raise InvalidInput(
+            f"{FAILPOINT_ENV}={value!r}: flow {flow.name!r} has no step {step!r}, so it "
+            "would never fire; name one of its steps"
+        )
+    return value
+
+
 CANCEL_POLL_SECONDS = 1.0
 CANCEL_CHECK_SECONDS = 0.5
 # A wait shorter than this is not worth a commit: a restart that forgets it polls at most
@@ -235,4 +258,4 @@ async def leased(
                 await store.write(store.release_ops(run_id, owner))
 
 
-__all__ = ["FAILPOINT_ENV", "StoreJournal", "leased"]
+__all__ = ["FAILPOINTS", "FAILPOINT_ENV", "StoreJournal", "failpoint", "leased"]

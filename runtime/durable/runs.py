@@ -12,7 +12,7 @@ from ..flow import Flow
 from ..runner import RunState
 from ..store import Op, RunRow, RunStore, lease_owner
 from ..store.rows import dump
-from .journal import FAILPOINT_ENV, StoreJournal, leased
+from .journal import StoreJournal, failpoint, leased
 
 if TYPE_CHECKING:
     from ..runtime import RunResult, Runtime
@@ -38,6 +38,7 @@ async def start(
     # missing secret or an unwritable report file leaves no run behind (exit 2, no effect).
     runtime.prepare(flow)
     ensure_writable(report_file)
+    fault = failpoint(runtime.environ, flow)
     run_id = run_id or new_run_id()
     owner = lease_owner()
     state = RunState(
@@ -62,7 +63,7 @@ async def start(
             owner=owner,
         )
     )
-    journal = StoreJournal(store, run_id, owner=owner, failpoint=runtime.environ.get(FAILPOINT_ENV))
+    journal = StoreJournal(store, run_id, owner=owner, failpoint=fault)
     async with leased(store, run_id, owner, journal):
         return await runtime.resume(
             state, log_level=log_level, report_file=report_file, console=console, journal=journal
@@ -99,6 +100,7 @@ async def resume(
         state, carried, next_seq = _restore(
             runtime, store, row, authorizations, flow_file, set(inputs or ())
         )
+        fault = failpoint(runtime.environ, state.flow)
         if flow_file is not None or inputs:
             state.flow.check_inputs(inputs or {}, "--input")
             state.inputs = {**state.inputs, **(inputs or {})}
@@ -128,7 +130,7 @@ async def resume(
         owner=owner,
         next_seq=next_seq,
         carried=carried,
-        failpoint=runtime.environ.get(FAILPOINT_ENV),
+        failpoint=fault,
     )
     async with leased(store, run_id, owner, journal):
         return await runtime.resume(

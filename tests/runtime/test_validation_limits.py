@@ -155,3 +155,77 @@ def test_an_alias_bomb_is_reported_once(cli: Callable[..., Cli], tmp_path: Path)
     result = cli("validate", flow)
     assert result.code == 2
     assert result.stderr.count("expands to more than") == 1, result.stderr
+
+
+# -- the command line's inputs and fault switches -------------------------------------------
+
+HELLO = (
+    "flow: h\ninputs: {n: 1}\nsteps:\n"
+    "  - {id: a, type: core.set, config: {value: '{{ inputs.n }}'}}\n"
+)
+
+
+@pytest.fixture
+def hello(tmp_path: Path) -> Path:
+    flow = tmp_path / "hello.yaml"
+    flow.write_text(HELLO, encoding="utf-8")
+    return flow
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("NaN", "NaN is not a number JSON allows"),
+        ("Infinity", "Infinity is not a number JSON allows"),
+        ("[" * 30000 + "]" * 30000, "nested more than 100 levels deep"),
+        ("[" * 102 + "]" * 102, "nested more than 100 levels deep"),
+    ],
+    ids=["nan", "infinity", "deep_30000", "deep_102"],
+)
+def test_an_input_a_run_cannot_hold_exits_2(
+    cli: Callable[..., Cli], hello: Path, value: str, words: str
+) -> None:
+    result = cli("run", hello, "--input", f"n={value}")
+    assert result.code == 2, result.stderr
+    assert words in result.stderr
+    assert "internal error" not in result.stderr
+
+
+def test_quoted_nan_is_text(cli: Callable[..., Cli], hello: Path) -> None:
+    result = cli("run", hello, "--input", 'n="NaN"')
+    assert result.code == 0, result.stderr
+    assert '"a": "NaN"' in result.stdout
+
+
+def test_an_inputs_file_names_every_bad_line(
+    cli: Callable[..., Cli], hello: Path, tmp_path: Path
+) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_bytes(b'{"n": 1}\n{"n": \n\xff\xfe{"n": 2}\n[1]\n{"n": NaN}\n{"n": 3}\n')
+    result = cli("run", hello, "--inputs-file", rows)
+    assert result.code == 2, result.stderr
+    assert "4 bad lines" in result.stderr
+    for number, words in [
+        (2, "not valid JSON"),
+        (3, "not UTF-8 text"),
+        (4, "expected a JSON object of inputs, found list"),
+        (5, "NaN is not a number JSON allows"),
+    ]:
+        assert f"rows.jsonl:{number}: {words}" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("bogus", "use POINT@STEP, where POINT is one of step-started, "),
+        ("step-begun@a", "step-finished-before-commit, step-finished-after-commit"),
+        ("step-started@nope", "has no step 'nope', so it would never fire"),
+    ],
+)
+def test_an_unknown_failpoint_exits_2_naming_the_valid_ones(
+    cli: Callable[..., Cli], hello: Path, value: str, words: str
+) -> None:
+    result = cli("run", hello, env={"STEPRUN_FAILPOINT": value})
+    assert result.code == 2, result.stderr
+    assert words in result.stderr
+    assert "run_" not in result.stderr  # refused before any run was recorded
