@@ -25,6 +25,7 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,25 @@ from typing import Any
 
 PHASES = ("validating_files", "queued", "running", "paused", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
+
+
+class JobFailed(Exception):
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def event(job: JobDir, key: str, message: str, **extra: Any) -> None:
+    job.add_event(
+        {
+            "key": key,
+            "created_at": time.time(),
+            "level": extra.pop("level", "info"),
+            "message": message,
+            "type": extra.pop("type", "message"),
+            "data": extra.pop("data", None),
+        }
+    )
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -170,4 +190,14 @@ def try_hold(path: Path) -> object | None:
     return stream
 
 
-__all__ = ["FINAL", "PHASES", "JobDir", "State", "hold", "try_hold", "write_json"]
+__all__ = [
+    "FINAL",
+    "PHASES",
+    "JobDir",
+    "JobFailed",
+    "State",
+    "event",
+    "hold",
+    "try_hold",
+    "write_json",
+]

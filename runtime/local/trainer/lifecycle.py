@@ -23,7 +23,7 @@ from ..state import Store
 from .jobdir import FINAL, JobDir, State, write_json
 
 TRAINER = "transformers"
-_PROCESS = "_training_process"  # the Popen of the worker this backend started, if any
+_SPAWNED = "_training_spawned"  # when this backend last started the job's process
 _STATE = "_training_state"  # (mtime, State): state.json read once per change
 
 
@@ -35,32 +35,39 @@ def folder(job: JobRecord) -> JobDir:
     return JobDir(Path(job.extra["training_dir"]))
 
 
+# Started through a short-lived launcher, so the training process is not our child: it
+# outlives us without a zombie or an unreaped Popen, whoever ends first.
+_LAUNCHER = (
+    "import subprocess, sys; subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, "
+    "stdout=sys.stdout, stderr=sys.stderr, start_new_session=True)"
+)
+# A process just started takes its job's lock within this time; none other starts meanwhile.
+_STARTING_SECONDS = 10.0
+
+
 def spawn(job: JobRecord) -> None:
     """Start the training process for ``job`` (it exits at once if one is running)."""
     where = folder(job)
+    command = [
+        sys.executable, "-c", _LAUNCHER, sys.executable, "-m",
+        "steprun.runtime.local.trainer.worker", str(where.path), str(os.getpid()),
+    ]  # fmt: skip
     with where.log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "steprun.runtime.local.trainer.worker",
-                str(where.path),
-                str(os.getpid()),
-            ],
+        subprocess.run(
+            command,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            # Its own session: a Ctrl-C meant for the runner does not reach it, and with a
-            # state folder it outlives the backend that started it.
-            start_new_session=True,
             env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"},
+            check=False,
+            timeout=60,
         )
-    job.__dict__[_PROCESS] = process
+    job.__dict__[_SPAWNED] = time.monotonic()
 
 
 def _running(job: JobRecord) -> bool:
-    process: subprocess.Popen[bytes] | None = job.__dict__.get(_PROCESS)
-    if process is not None and process.poll() is None:
+    spawned = job.__dict__.get(_SPAWNED)
+    if spawned is not None and time.monotonic() - spawned < _STARTING_SECONDS:
         return True
     return folder(job).holder() is not None
 
@@ -246,15 +253,12 @@ def cancel(job: JobRecord, now: float) -> None:
     where = folder(job)
     where.set_control("cancel")
     pid = where.holder()
-    process = job.__dict__.get(_PROCESS)
-    if process is not None and process.poll() is None:
-        pid = process.pid
     if pid is not None and pid > 0:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-    if process is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=5)
+        deadline = time.monotonic() + 5
+        while where.holder() is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
     job.status = "cancelled"
     job.finished_at = now
 

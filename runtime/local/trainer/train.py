@@ -65,7 +65,7 @@ def _rows(job: JobDir, spec: dict[str, Any], name: str, file_id: str) -> list[di
 
 def validate(job: JobDir, spec: dict[str, Any], state: State) -> None:
     """Tokenize both files with the base model's tokenizer; BadData when they cannot train."""
-    from .worker import event
+    from .jobdir import event
 
     tokenizer = load_tokenizer(spec)
     rows = _rows(job, spec, "train.jsonl", spec["training_file"])
@@ -118,7 +118,7 @@ def _metrics_row(logs: dict[str, float], method: str) -> dict[str, float]:
 def _callback(job: JobDir, spec: dict[str, Any], state: State, check: Callable[[], None]) -> Any:
     from transformers import TrainerCallback
 
-    from .worker import JobFailed, event
+    from .jobdir import JobFailed, event
 
     steps_per_epoch = max(1, math.ceil(int(state.n_examples or 1) / spec["batch_size"]))
 
@@ -162,10 +162,11 @@ def _callback(job: JobDir, spec: dict[str, Any], state: State, check: Callable[[
                 return
             step = trainer_state.global_step
             values = _metrics_row(logs, spec["method"])
-            if not math.isfinite(values["train_loss"]):
+            norm = float(logs.get("grad_norm", 0.0))
+            if not (math.isfinite(values["train_loss"]) and math.isfinite(norm)):
                 raise JobFailed(
-                    f"The training loss became {values['train_loss']} at step {step}: training "
-                    "diverged; use a smaller learning_rate_multiplier",
+                    f"Training diverged at step {step} (loss {values['train_loss']}, gradient "
+                    f"norm {norm}); use a smaller learning_rate_multiplier",
                     "nan_loss",
                 )
             values |= self.valid
@@ -307,7 +308,7 @@ def _cell(value: float | None) -> str:
 
 def train(job: JobDir, spec: dict[str, Any], state: State, check: Callable[[], None]) -> None:
     """Train (or continue training) the job; its final state is on disk when this returns."""
-    from .worker import event
+    from .jobdir import event
 
     check()
     resume = latest_checkpoint(job)

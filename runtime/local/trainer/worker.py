@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import BadData
-from .jobdir import FINAL, JobDir, State, try_hold
+from .jobdir import FINAL, JobDir, JobFailed, State, event, try_hold
 
 # How often a queued job looks at its device's lock and its control file.
 QUEUE_POLL_SECONDS = 0.5
@@ -27,32 +27,23 @@ class Stop(Exception):
     """The job was cancelled, or the backend that owned it went away."""
 
 
-class JobFailed(Exception):
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def event(job: JobDir, key: str, message: str, **extra: Any) -> None:
-    job.add_event(
-        {
-            "key": key,
-            "created_at": time.time(),
-            "level": extra.pop("level", "info"),
-            "message": message,
-            "type": extra.pop("type", "message"),
-            "data": extra.pop("data", None),
-        }
-    )
-
-
 def check_alive(job: JobDir, spec: dict[str, Any], parent: int) -> None:
     """Raise Stop when the job is cancelled, or when the backend that started it kept no
     state on disk and is gone (nobody could ever read the result)."""
     if job.control() == "cancel":
         raise Stop
-    if not spec.get("durable") and os.getppid() != parent:
+    if not spec.get("durable") and not _alive(parent):
         raise Stop
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def device_name(wanted: str) -> str:
@@ -134,7 +125,7 @@ def run(job: JobDir, parent: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     job = JobDir(Path(args[0]))
-    parent = int(args[1]) if len(args) > 1 else os.getppid()
+    parent = int(args[1]) if len(args) > 1 else os.getppid()  # the backend's process
     held = try_hold(job.lock_path)
     if held is None:
         return 0  # another process is training this job
