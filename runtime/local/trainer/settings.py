@@ -65,7 +65,8 @@ class TrainerSettings:
 
     def base(self, name: str) -> BaseModelSpec | None:
         if name == tiny.NAME:
-            return BaseModelSpec(tiny.NAME, "", "lora", tiny.BASE_LEARNING_RATE)
+            # Full fine-tuning: LoRA on a random network barely moves its loss.
+            return BaseModelSpec(tiny.NAME, "", "full", tiny.BASE_LEARNING_RATE)
         return self.models.get(name)
 
     @property

@@ -42,7 +42,7 @@ ARCHITECTURE = {
 }
 # The learning rate its multiplier applies to: a random model learns from scratch and
 # needs a far higher rate than the 2e-4 that suits LoRA on a pretrained one.
-BASE_LEARNING_RATE = 2e-3
+BASE_LEARNING_RATE = 5e-3
 _MARK = "steprun-tiny.json"
 
 
