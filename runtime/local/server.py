@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import socket
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput
+from ..serving import listening_socket
 from .backend import DEFAULT_JOB_SECONDS, LocalBackend
 from .faults import InjectedDisconnect
 from .files import MAX_UPLOAD_BYTES
@@ -90,28 +90,6 @@ def serve(
 
     quiet_injected_disconnects()
     Server(config).run(sockets=[listening_socket(host, port)])
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    """The listening socket, bound here so that a busy port is one clear sentence (uvicorn
-    would log its own error and exit 3).
-
-    Created with ``IPPROTO_TCP`` named: asyncio sets TCP_NODELAY on the connections it
-    accepts only when the listening socket says it is TCP. Without it every answer waited
-    for the client's delayed ACK (Nagle), about 40 ms a request (issue 14).
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise InvalidInput(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port, "
-            "or --port 0 for a free one"
-        ) from None
-    return sock
 
 
 __all__ = ["READY", "listening_socket", "quiet_injected_disconnects", "serve"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput
+from ..serving import listening_socket
 from .app import ServiceSettings, build_app
 
 READY = "steprun service listening on {url} (OpenAPI document: {url}/openapi.json)"
@@ -44,7 +44,7 @@ def serve(settings: ServiceSettings, *, host: str, port: int, log_level: str = "
     """Serve until interrupted; print one ready line with the real port on stderr."""
     import uvicorn
 
-    sock = _bind(host, port)
+    sock = listening_socket(host, port)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}"
     if settings.server_url is None:
@@ -67,23 +67,6 @@ def serve(settings: ServiceSettings, *, host: str, port: int, log_level: str = "
                 print(READY.format(url=url), file=sys.stderr, flush=True)
 
     Server(config).run(sockets=[sock])
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY on accepted connections only
-    # when the listening socket says it is TCP (otherwise every small answer waits ~40 ms).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise InvalidInput(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port, "
-            "or --port 0 for a free one"
-        ) from None
-    return sock
 
 
 __all__ = ["READY", "read_or_create_token", "serve"]
