@@ -150,6 +150,8 @@ RUN: dict[str, Any] = {
         "merge_fields": {"type": "object", "description": "Redacted merge fields."},
         "steps": {"type": "array", "items": {"type": "object"}},
         "callback_url": {"type": ["string", "null"]},
+        "batch": {"type": ["string", "null"], "description": "The CLI batch it is a row of."},
+        "row": {"type": ["integer", "null"], "description": "Its row (inputs-file line)."},
     },
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .batches import Batch, BatchRow
 from .lease import LEASE_SECONDS, Fence, LeaseLost, lease_owner, owner_alive
 from .retention import DEFAULT_RETENTION, RETENTION_ENV
 from .rows import AttemptRow, RunRow
@@ -15,6 +16,8 @@ __all__ = [
     "RETENTION_ENV",
     "SCHEMA_VERSION",
     "AttemptRow",
+    "Batch",
+    "BatchRow",
     "Fence",
     "LeaseLost",
     "Op",

@@ -5,6 +5,7 @@ after its last change; ``STEPRUN_RETENTION`` sets another period (``30d``, ``12h
 ``off`` to keep every run. The first run a process starts on a store prunes in the same
 transaction that records it, so retention costs no commit of its own. A run that is
 still running (or was left running by a crash) is never pruned: resume or cancel it first.
+A batch is pruned with the first of its runs that is (its other runs stay, without it).
 SQLite reuses the pages of pruned runs for new ones, so the file stops growing.
 """
 
@@ -44,7 +45,12 @@ def prune_ops(older_than: float, now: float | None = None) -> list[Op]:
     """Delete finished runs whose last change is more than ``older_than`` seconds ago."""
     cutoff = (time.time() if now is None else now) - older_than
     runs = f"SELECT id FROM runs WHERE {_OLD}"
+    # A batch goes with the first of its runs that goes: a row whose run was pruned would
+    # otherwise look never started, and `steprun resume BATCH` would run it a second time.
+    old_batches = f"SELECT batch_id FROM runs WHERE batch_id IS NOT NULL AND {_OLD}"
     return [
+        (f"DELETE FROM batch_rows WHERE batch_id IN ({old_batches})", (cutoff,)),
+        (f"DELETE FROM batches WHERE id IN ({old_batches})", (cutoff,)),
         (f"DELETE FROM merge_fields WHERE run_id IN ({runs})", (cutoff,)),
         (f"DELETE FROM attempts WHERE run_id IN ({runs})", (cutoff,)),
         (f"DELETE FROM log_lines WHERE run_id IN ({runs})", (cutoff,)),

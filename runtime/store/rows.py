@@ -34,6 +34,9 @@ class RunRow:
     cancel_requested: bool
     # The unhandled error a flow-level on_error handler is handling: the run fails after it.
     failure: dict[str, Any] | None = None
+    # The batch (`run --inputs-file`) this run is a row of, and that row (its line).
+    batch_id: str | None = None
+    batch_row: int | None = None
 
     @property
     def shown_status(self) -> str:
@@ -57,6 +60,8 @@ class RunRow:
             "steps_executed": self.executed,
             "inputs": self.inputs,
             "error": self.error,
+            "batch": self.batch_id,
+            "row": self.batch_row,
         }
 
 

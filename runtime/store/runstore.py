@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
-from . import failures, integrity
+from . import batches, failures, integrity
 from .lease import LEASE_SECONDS, Fence, owner_alive
 from .retention import count_sql, prune_ops
 from .retention import retention as retention_of_env
@@ -302,7 +302,8 @@ class RunStore:
             rows = self._read.execute(
                 "SELECT id, flow, flow_file, flow_text, flow_hash, base_dir, inputs, "
                 "authorizations_file, status, position, authorization, error, executed, "
-                "started, updated, lease_owner, lease_until, cancel_requested, failure "
+                "started, updated, lease_owner, lease_until, cancel_requested, failure, batch_id, "
+                "batch_row "
                 f"FROM runs {where} ORDER BY started DESC LIMIT ?",
                 (*params, limit),
             ).fetchall()
@@ -329,9 +330,27 @@ class RunStore:
                 lease_until=r[16],
                 cancel_requested=bool(r[17]),
                 failure=load(r[18], self.path, "failure", r[0]) if r[18] else None,
+                batch_id=r[19],
+                batch_row=r[20],
             )
             for r in rows
         ]
+
+    # -- batches (`run --inputs-file`; see batches.py) ----------------------------------
+
+    create_batch_ops = staticmethod(batches.create_ops)
+    batch_row_ops = staticmethod(batches.row_started_ops)
+
+    def batch(self, batch_id: str) -> batches.Batch:
+        """The batch ``batch_id`` (or a prefix of it): its rows in order, with their runs."""
+
+        def runs_of(found: str) -> list[RunRow]:
+            return self._query_runs("WHERE batch_id = ?", (found,), limit=-1)
+
+        try:
+            return batches.read(self._read, self.path, batch_id, runs_of)
+        except sqlite3.DatabaseError as exc:
+            raise self._failed(exc) from None
 
     def merge_fields(self, run_id: str) -> dict[str, Any]:
         try:

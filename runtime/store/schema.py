@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -69,8 +69,37 @@ CREATE TABLE IF NOT EXISTS log_lines (
 );
 CREATE INDEX IF NOT EXISTS log_lines_run ON log_lines (run_id, attempt);
 """
-MIGRATIONS = {1: SCHEMA, 2: MIGRATION_2}  # what brings version N-1 to N
-TABLES = {"runs", "merge_fields", "attempts", "log_lines"}
+
+# Version 3: batches (`run --inputs-file`). A batch keeps its flow and every row's inputs
+# from the start, so `steprun resume BATCH` starts the rows never started even after the
+# inputs file changed or is gone. A run records its batch and row; the unique index lets
+# one run, and one only, ever start a row (two resumes of one batch cannot both start it).
+# `line` is the row's line in the inputs file (the row number users see).
+MIGRATION_3 = """
+ALTER TABLE runs ADD COLUMN batch_id TEXT;
+ALTER TABLE runs ADD COLUMN batch_row INTEGER;
+CREATE UNIQUE INDEX IF NOT EXISTS runs_batch_row ON runs (batch_id, batch_row);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    flow TEXT NOT NULL,
+    flow_file TEXT NOT NULL,
+    flow_text TEXT NOT NULL,
+    flow_hash TEXT NOT NULL,
+    base_dir TEXT NOT NULL,
+    inputs_file TEXT NOT NULL,
+    authorizations_file TEXT,
+    concurrency INTEGER NOT NULL,
+    started REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_rows (
+    batch_id TEXT NOT NULL REFERENCES batches (id),
+    line INTEGER NOT NULL,
+    inputs TEXT NOT NULL,
+    PRIMARY KEY (batch_id, line)
+);
+"""
+MIGRATIONS = {1: SCHEMA, 2: MIGRATION_2, 3: MIGRATION_3}  # what brings version N-1 to N
+TABLES = {"runs", "merge_fields", "attempts", "log_lines", "batches", "batch_rows"}
 
 
 def create_schema(conn: sqlite3.Connection, path: Path) -> None:

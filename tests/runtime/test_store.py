@@ -92,7 +92,7 @@ def test_a_new_store_is_in_wal_mode_and_stamped_with_its_schema_version(
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"runs", "merge_fields", "attempts", "log_lines"}
+    assert tables == {"runs", "merge_fields", "attempts", "log_lines", "batches", "batch_rows"}
 
 
 def test_a_version_1_store_is_migrated_and_keeps_its_runs(path: Path) -> None:
@@ -113,11 +113,12 @@ def test_a_version_1_store_is_migrated_and_keeps_its_runs(path: Path) -> None:
     try:
         (old,) = store.runs()
         assert (old.id, old.status, old.failure) == ("run_old", "succeeded", None)
+        assert (old.batch_id, old.batch_row) == (None, None)
         assert store.log_lines("run_old", 1) == []
     finally:
         store.close()
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
 
 
 def test_a_new_store_its_wal_and_shm_and_its_folder_are_the_owners_only(
