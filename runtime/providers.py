@@ -57,10 +57,11 @@ class Provider:
     never shown, even when written as literals. ``refusal(step_type, config)`` returns one
     sentence saying why this provider cannot run that step with that config, or None.
     ``origin`` and ``build`` are for a provider served in this process: requests to
-    ``origin`` go to the ASGI app ``build(options)`` returns, built on first use with the
-    options of the first authorization that named it, plus ``base_dir`` (the flow's folder,
-    which relative paths in them are relative to) and ``state_dir`` (where the runtime keeps
-    in-process state, beside its run store; None: in memory).
+    ``origin`` go to the ASGI app ``build(options)`` returns, built on first use with an
+    authorization's options, plus ``base_dir`` (the flow's folder, which relative paths in
+    them are relative to) and ``state_dir`` (where the runtime keeps in-process state,
+    beside its run store; None: in memory). Authorizations with other options get an
+    instance of their own at a subdomain of ``origin`` (see steprun.runtime.in_process).
     """
 
     name: str

@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 from . import authorizations as auth
 from .errors import FlowInvalid, InvalidInput, Problem, RunFailed, SecretError
 from .flow import INHERIT, Flow
+from .in_process import InProcess
 from .plugins import collect_providers, collect_step_types, make_plugin_manager
 from .providers import Provider, authorization_schema
 from .reports import Reporter
@@ -95,14 +96,8 @@ class Runtime:
         self._validator = Validator(self._catalog, self.templates, self.providers)
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
-        # In-process providers (the embedded backend), each built on first use with the
-        # options of the first authorization that named it.
-        self._in_process: dict[str, Any] = {}
-        self._in_process_options: dict[str, dict[str, Any]] = {}
-        # Where in-process providers (the embedded backend) keep their state when no
-        # authorization says: the CLI sets it beside the run store, so that a run resumed by
-        # another process finds its jobs; None keeps it in memory.
-        self.local_state: Path | None = None
+        # In-process providers (the embedded backend), built on first use.
+        self._in_process = InProcess(self.providers)
         # Rendered configs known to be valid (see _config_problem); validators live as long
         # as the runtime, so their ids are stable keys.
         self._valid_configs: set[tuple[int, str]] = set()
@@ -120,49 +115,36 @@ class Runtime:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
-        for built in self._in_process.values():
-            close = getattr(built, "close", None)  # the embedded backend's state, say
-            if close is not None:
-                close()
-        self._in_process.clear()
+        self._in_process.close()
 
     @property
     def http(self) -> httpx.AsyncClient:
         """The runtime's one HTTP client (created in the running event loop)."""
         if self._http is None:
-            import httpx
-
             from .http_client import new_client
 
-            mounts: dict[str, httpx.AsyncBaseTransport] = {
-                p.origin: httpx.ASGITransport(app=self._asgi_entry(p.name))
-                for p in self.providers.values()
-                if p.origin is not None
-            }
             self._http = new_client(
-                transport=self._transport, mounts=mounts, timeout=auth.DEFAULT_TIMEOUT
+                transport=self._transport,
+                mounts=self._in_process.mounts(),
+                timeout=auth.DEFAULT_TIMEOUT,
             )
         return self._http
 
-    def _asgi_entry(self, name: str) -> Any:
-        async def entry(scope: Any, receive: Any, send: Any) -> None:
-            # Built lazily: most runs never need an in-process provider.
-            await self.in_process(name).app(scope, receive, send)
+    @property
+    def local_state(self) -> Path | None:
+        """Where in-process providers (the embedded backend) keep their state when no
+        authorization says: the CLI sets it beside the run store, so that a run resumed by
+        another process finds its jobs; None keeps it in memory."""
+        return self._in_process.state_dir
 
-        return entry
+    @local_state.setter
+    def local_state(self, folder: Path | None) -> None:
+        self._in_process.state_dir = folder
 
     def in_process(self, name: str) -> Any:
         """The in-process provider ``name`` of this runtime (built on first use), e.g. the
         embedded backend of ``local``; platforms and tests use it to arm faults."""
-        built = self._in_process.get(name)
-        if built is None:
-            provider = self.providers.get(name)
-            if provider is None or provider.build is None:
-                raise InvalidInput(f"provider {name!r} is not served in this process")
-            options = {"state_dir": self.local_state, **self._in_process_options.get(name, {})}
-            built = provider.build(options)
-            self._in_process[name] = built
-        return built
+        return self._in_process.get(name)
 
     @property
     def local_backend(self) -> Any:
@@ -433,12 +415,9 @@ class Runtime:
                 line = flow.source.line(("authorizations", name))
                 where = f"{flow.file}:{line}" if line else flow.file
                 raise SecretError(f"{where}: {exc}") from None
-            provider = resolved[name].provider
-            if self.providers[provider].build is not None and provider not in self._in_process:
-                # The folder paths in its options are relative to (base_dir).
-                options = {"base_dir": flow.base_dir, **resolved[name].options}
-                self._in_process_options.setdefault(provider, {}).update(options)
-        return resolved
+        return self._in_process.register(
+            resolved, default=flow.authorization, base_dir=flow.base_dir
+        )
 
 
 def _looks_like_text(source: str) -> bool:
