@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .batch import resume_batch
 from .common import (
     EXIT_FAILED,
     LOG_LEVEL_OPTION,
@@ -41,6 +42,11 @@ from .run import cwd_paths, finish
     metavar="NAME=VALUE",
     help="Override an input of the run (repeatable); VALUE is JSON or text.",
 )
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 10000),
+    help="With a batch id: how many rows at once (default: as the batch started).",
+)
 @authorizations_option(
     "A YAML file of named authorizations (default: the one the run started with)."
 )
@@ -52,6 +58,7 @@ def resume(
     run_id: str,
     flow_file: Path | None,
     inputs: tuple[str, ...],
+    concurrency: int | None,
     auth_file: Path | None,
     report_file: Path | None,
     log_level: str | None,
@@ -60,11 +67,36 @@ def resume(
     """Continue RUN_ID where it stopped: after a crash, a kill, or a failed step.
 
     With --flow and --input, continue with a fix: the edited flow, other input values.
+    Given a batch id (`run --inputs-file`), resume every row whose run did not succeed
+    and start the rows never started; one JSON line per row, as `run` prints them.
     """
     from .. import durable
+    from ..durable.batches import BATCH_PREFIX
 
+    is_batch = run_id.startswith(BATCH_PREFIX)
+    if is_batch and (flow_file is not None or inputs):
+        raise click.UsageError(
+            "--flow and --input fix one run; resume that row's run by its id (`steprun runs "
+            f"--batch {run_id}` lists them), then `steprun resume {run_id}` for the rest"
+        )
+    if concurrency is not None and not is_batch:
+        raise click.UsageError(
+            f"--concurrency runs the rows of a batch side by side; {run_id} is one run. "
+            "Drop --concurrency"
+        )
     values = cwd_paths(parse_inputs(inputs))
     runtime, extra = session(auth_file)
+    if is_batch:
+        resume_batch(
+            runtime,
+            state_path,
+            run_id,
+            authorizations=extra,
+            concurrency=concurrency,
+            report_file=report_file,
+            log_level=log_level,
+        )
+        return
     with interrupted_says_how_to_resume(run_id):
         result = drive(
             runtime,

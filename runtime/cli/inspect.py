@@ -21,16 +21,29 @@ from .common import STATE_OPTION, cli, handled, open_store
     type=click.IntRange(1, 100000),
     help="How many of the most recent runs.",
 )
+@click.option(
+    "--batch",
+    "batch_id",
+    metavar="BATCH_ID",
+    help="List the rows of this batch (`run --inputs-file`) in row order instead.",
+)
 @STATE_OPTION
 @handled
 @click.pass_context
-def runs(ctx: click.Context, as_json: bool, limit: int, state_path: Path | None) -> None:
+def runs(
+    ctx: click.Context, as_json: bool, limit: int, batch_id: str | None, state_path: Path | None
+) -> None:
     """List recent runs: id, status, flow, current step, started, duration.
 
     A run whose process died shows `interrupted`; `steprun resume RUN` continues it.
+    With --batch, a batch's rows: row, run, status, duration (`not started` for a row
+    no run has started yet).
     """
     if ctx.invoked_subcommand is not None:
         return  # `steprun runs prune`
+    if batch_id is not None:
+        _batch(batch_id, as_json, state_path)
+        return
     store = open_store(state_path)
     try:
         found = store.runs(limit)
@@ -62,6 +75,51 @@ def runs(ctx: click.Context, as_json: bool, limit: int, state_path: Path | None)
                 f"`steprun resume {r['id']}` continues it",
                 err=True,
             )
+
+
+def _batch(batch_id: str, as_json: bool, state_path: Path | None) -> None:
+    """A batch's rows in row order; on stderr, how to continue it if a row is unfinished."""
+    store = open_store(state_path)
+    try:
+        batch = store.batch(batch_id)
+    finally:
+        store.close()
+    rows = [
+        {
+            "row": r.row,
+            "run": r.run.id if r.run else None,
+            "status": r.run.shown_status if r.run else "not started",
+            "duration_ms": round(max(r.run.updated - r.run.started, 0) * 1000, 3)
+            if r.run and r.run.shown_status != "running"
+            else None,
+            "inputs": r.inputs,
+        }
+        for r in batch.rows
+    ]
+    if as_json:
+        click.echo(json.dumps({"batch": batch.id, "flow": batch.flow, "rows": rows}, indent=2))
+    else:
+        click.echo(
+            f"batch {batch.id}  flow {batch.flow!r}  {len(rows)} rows of {batch.inputs_file}  "
+            f"started {_when(batch.started)}"
+        )
+        table = [
+            [
+                str(r["row"]),
+                r["run"] or "-",
+                r["status"],
+                _duration(found.run, r["status"]) if found.run else "-",
+            ]
+            for r, found in zip(rows, batch.rows, strict=True)
+        ]
+        _table([["ROW", "RUN", "STATUS", "DURATION"], *table])
+    unfinished = [r for r in rows if r["status"] not in ("succeeded", "cancelled", "running")]
+    if unfinished:
+        click.echo(
+            f"{len(unfinished)} of {len(rows)} rows unfinished: `steprun resume {batch.id}` "
+            "continues them",
+            err=True,
+        )
 
 
 def _duration(row: Any, status: str) -> str:
@@ -118,6 +176,8 @@ def show(run_id: str, as_json: bool, state_path: Path | None) -> None:
         )
         return
     click.echo(f"run {row.id}  flow {row.flow!r}  {row.shown_status}  ({row.flow_file})")
+    if row.batch_id:
+        click.echo(f"batch {row.batch_id}  row {row.batch_row}")
     click.echo(f"inputs: {json.dumps(row.inputs, ensure_ascii=False)}")
     table = [["STEP", "TYPE", "ATTEMPT", "STATUS", "DURATION", "ERROR"]]
     for item in steps_out:

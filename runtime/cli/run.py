@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import FlowInvalid, InvalidInput
+from .batch import check_rows, read_rows, run_batch
 from .common import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -21,51 +22,10 @@ from .common import (
     fail,
     handled,
     interrupted_says_how_to_resume,
-    json_value,
     parse_inputs,
     report_option,
     session,
 )
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Input rows from a JSON Lines file: one JSON object (of inputs) per line. Every bad
-    line is named, not only the first."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    rows: list[dict[str, Any]] = []
-    bad: list[str] = []
-    for number, raw in enumerate(data.splitlines(), start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            bad.append(f"{path}:{number}: not UTF-8 text (byte {exc.start + 1}); save it as UTF-8")
-            continue
-        if not line.strip():
-            continue
-        try:
-            row = json_value(line)
-        except ValueError as exc:
-            bad.append(
-                f"{path}:{number}: {exc}; each line holds one JSON object of inputs, "
-                'e.g. {"training_file": "data/a.jsonl"}'
-            )
-            continue
-        if not isinstance(row, dict):
-            bad.append(
-                f"{path}:{number}: expected a JSON object of inputs, found {type(row).__name__}"
-            )
-            continue
-        rows.append(row)
-    if bad:
-        raise InvalidInput(
-            "\n".join(bad) if len(bad) == 1 else f"{len(bad)} bad lines:\n" + "\n".join(bad)
-        )
-    if not rows:
-        raise InvalidInput(f"{path}: holds no rows; write one JSON object of inputs per line")
-    return rows
 
 
 @cli.command()
@@ -80,7 +40,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 @click.option(
     "--inputs-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="JSON Lines of inputs: one run per line.",
+    help="JSON Lines of inputs: a batch of one run per line (its row).",
 )
 @click.option(
     "--concurrency",
@@ -114,7 +74,9 @@ def run(
     """Validate FLOW, then run it durably; print its merge fields as JSON on stdout.
 
     The run id is printed first (on stderr): if the process dies, `steprun resume RUN_ID`
-    continues where it stopped. With --inputs-file, one run per line, printed as JSON Lines.
+    continues where it stopped. With --inputs-file, a batch: one run per line of the file,
+    one JSON line per row on stdout as each finishes ({"row", "run", "status",
+    "merge_fields", "error"}); `steprun resume BATCH_ID` continues a batch.
     """
     from .. import durable
 
@@ -123,11 +85,16 @@ def run(
             "--concurrency runs the rows of --inputs-file side by side; without "
             "--inputs-file there is one run. Add --inputs-file ROWS.jsonl, or drop --concurrency"
         )
+    if output is not None and inputs_file is not None:
+        raise click.UsageError(
+            "--output prints a field of one run; with --inputs-file each row's line holds "
+            "its merge fields (pick one with jq, e.g. jq .merge_fields.FIELD). Drop --output"
+        )
     concurrency = concurrency or 1
     values = cwd_paths(parse_inputs(inputs))
-    rows = [{**row, **values} for row in read_rows(inputs_file)] if inputs_file else None
+    rows = [(n, {**row, **values}) for n, row in read_rows(inputs_file)] if inputs_file else None
     runtime, extra = session(auth_file)
-    names = set(values) | (set().union(*(set(r) for r in rows)) if rows else set())
+    names = set(values) | (set().union(*(set(r) for _, r in rows)) if rows else set())
     loaded = runtime.load(flow, inputs=names, authorizations=extra)
     loaded.check_inputs(values, "--input")
     if output is not None and output.split(".")[0] not in {s.merge_field for s in loaded.steps}:
@@ -139,15 +106,21 @@ def run(
         )
     console = None if quiet else sys.stderr
     if rows is not None:
-        for number, row in enumerate(rows, start=1):
-            loaded.check_inputs(row, f"{inputs_file}: row {number}")
-        for number, row in enumerate(rows, start=1):
-            missing = sorted(set(names) - set(row) - set(loaded.inputs))
-            if missing:
-                raise InvalidInput(
-                    f"{inputs_file}: row {number} has no {', '.join(missing)}, which other rows "
-                    "set and the flow has no default for; give every row the same inputs"
-                )
+        assert inputs_file is not None
+        check_rows(loaded, rows, inputs_file, set(values))
+        run_batch(
+            runtime,
+            state_path,
+            loaded,
+            rows,
+            inputs_file=inputs_file,
+            concurrency=concurrency,
+            auth_file=auth_file,
+            report_file=report_file,
+            log_level=log_level,
+            quiet=quiet,
+        )
+        return
 
     from ..runtime import new_run_id
 
@@ -166,49 +139,8 @@ def run(
             console=console,
         )
 
-    async def many(store: Any) -> Any:
-        assert rows is not None
-        sink = report_file.open("w", encoding="utf-8") if report_file else None
-        try:
-            return await durable.start_many(
-                runtime,
-                store,
-                loaded,
-                rows,
-                concurrency=concurrency,
-                authorizations_file=auth_file,
-                log_level=log_level,
-                report_file=sink,
-                console=console,
-            )
-        finally:
-            if sink is not None:
-                sink.close()
-
-    if rows is None:
-        with interrupted_says_how_to_resume(run_id):
-            finish(drive(runtime, state_path, one), output=output, quiet=quiet)
-        return
-    result = drive(runtime, state_path, many)
-    if isinstance(result, list):
-        for item in result:
-            click.echo(
-                json.dumps(
-                    {
-                        "run_id": item.run_id,
-                        "status": item.status,
-                        "merge_fields": item.merge_fields,
-                        "error": item.error,
-                    },
-                    ensure_ascii=False,
-                )
-            )
-        failed = sum(1 for r in result if r.status != "succeeded")
-        click.echo(f"steprun: {len(result) - failed} of {len(result)} runs succeeded", err=True)
-        if failed:
-            sys.exit(EXIT_FAILED)
-        return
-    finish(result)
+    with interrupted_says_how_to_resume(run_id):
+        finish(drive(runtime, state_path, one), output=output, quiet=quiet)
 
 
 def cwd_paths(values: dict[str, Any]) -> dict[str, Any]:
@@ -288,4 +220,4 @@ def validate(flows: tuple[Path, ...], inputs: tuple[str, ...], auth_file: Path |
         sys.exit(EXIT_INVALID)
 
 
-__all__ = ["cwd_paths", "finish", "read_rows", "run", "validate"]
+__all__ = ["cwd_paths", "finish", "run", "validate"]

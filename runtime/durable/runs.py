@@ -1,8 +1,7 @@
-"""Starting a durable run, resuming one, and many runs of one flow in one process."""
+"""Starting a durable run, and resuming one."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -26,11 +25,13 @@ async def start(
     inputs: Mapping[str, Any],
     authorizations_file: Path | None = None,
     run_id: str | None = None,
+    batch: tuple[str, int] | None = None,
     log_level: str | None = None,
     report_file: Path | IO[str] | None = None,
     console: IO[str] | None = None,
 ) -> RunResult:
-    """Start a new durable run of a validated flow."""
+    """Start a new durable run of a validated flow (as row ``batch[1]`` of batch
+    ``batch[0]``: recorded with the run, refused if another run started that row)."""
     from ..reports import ensure_writable
     from ..runtime import new_run_id
 
@@ -62,6 +63,7 @@ async def start(
             authorization=state.authorization,
             owner=owner,
         )
+        + (store.batch_row_ops(run_id, *batch) if batch else [])
     )
     journal = StoreJournal(store, run_id, owner=owner, failpoint=fault)
     async with leased(store, run_id, owner, journal):
@@ -77,7 +79,7 @@ async def resume(
     *,
     authorizations: Mapping[str, Any] | None = None,
     log_level: str | None = None,
-    report_file: Path | None = None,
+    report_file: Path | IO[str] | None = None,
     console: IO[str] | None = None,
     flow_file: Path | None = None,
     inputs: Mapping[str, Any] | None = None,
@@ -136,63 +138,6 @@ async def resume(
         return await runtime.resume(
             state, log_level=log_level, report_file=report_file, console=console, journal=journal
         )
-
-
-async def start_many(
-    runtime: Runtime,
-    store: RunStore,
-    flow: Flow,
-    rows: list[dict[str, Any]],
-    *,
-    concurrency: int,
-    authorizations_file: Path | None = None,
-    log_level: str | None = None,
-    report_file: IO[str] | None = None,
-    console: IO[str] | None = None,
-) -> list[RunResult]:
-    """One durable run per row of inputs, ``concurrency`` at a time, in this process."""
-    from ..runtime import RunResult
-
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(index: int, row: dict[str, Any]) -> RunResult:
-        async with gate:
-            result = await start(
-                runtime,
-                store,
-                flow,
-                inputs=row,
-                authorizations_file=authorizations_file,
-                log_level=log_level,
-                report_file=report_file,
-            )
-        if console is not None:
-            where = ""
-            if result.error and result.status != "succeeded":
-                where = f": {result.error.get('message')}"
-            print(f"row {index + 1}: run {result.run_id} {result.status}{where}", file=console)
-        return result
-
-    results = await asyncio.gather(
-        *(one(i, row) for i, row in enumerate(rows)), return_exceptions=True
-    )
-    out: list[RunResult] = []
-    for index, result in enumerate(results):
-        if isinstance(result, BaseException):
-            if not isinstance(result, Exception):
-                raise result
-            out.append(
-                RunResult(
-                    run_id="",
-                    flow=flow.name,
-                    status="failed",
-                    merge_fields={},
-                    error={"type": "run_error", "message": f"row {index + 1}: {result}"},
-                )
-            )
-        else:
-            out.append(result)
-    return out
 
 
 def _restore(
@@ -329,4 +274,4 @@ def stored_flow(
     )
 
 
-__all__ = ["resume", "start", "start_many", "stored_flow"]
+__all__ = ["resume", "start", "stored_flow"]

@@ -48,7 +48,7 @@ def test_a_typo_in_row_3_is_blamed_on_row_3(cli: Callable[..., Cli], tmp_path: P
     rows.write_text('{"name": "a"}\n{"name": "b"}\n{"nmae": "c"}\n', encoding="utf-8")
     result = cli("run", HELLO, "--inputs-file", rows)
     assert result.code == 2
-    assert f"{rows}: row 3: flow 'hello'" in result.stderr
+    assert f"{rows}:3: row 3: flow 'hello'" in result.stderr
     assert "has no input 'nmae'. Did you mean 'name'?" in result.stderr
 
 

@@ -452,16 +452,18 @@ def test_an_inputs_file_runs_one_durable_run_per_row_in_one_process(tmp_path: Pa
     done = ws.cli("run", "many.yaml", "--inputs-file", "rows.jsonl", "--concurrency", "16")
 
     assert done.code == 0, done.stderr
-    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    # In completion order, each line carrying its row (the line of the file).
+    lines = sorted((json.loads(line) for line in done.stdout.splitlines()), key=lambda x: x["row"])
+    assert [line["row"] for line in lines] == list(range(1, count + 1))
     assert [line["merge_fields"]["double"] for line in lines] == [2 * n for n in range(count)]
     assert all(line["status"] == "succeeded" for line in lines)
-    ids = {line["run_id"] for line in lines}
+    ids = {line["run"] for line in lines}
     assert len(ids) == count
     stored = ws.runs()
     assert {r["id"] for r in stored} == ids  # all in the one store
     assert {r["status"] for r in stored} == {"succeeded"}
     assert {r["flow"] for r in stored} == {"many"}
-    assert f"{count} of {count} runs succeeded" in done.stderr
+    assert f"{count} of {count} rows succeeded" in done.stderr
     # Every run stored its own steps.
     attempts = ws.attempts()
     assert len(attempts) == 3 * count
@@ -482,7 +484,7 @@ def test_an_inputs_file_of_fine_tunes_creates_one_job_per_row(
 
     assert done.code == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
-    ids = [line["run_id"] for line in lines]
+    ids = [line["run"] for line in lines]
     assert len(set(ids)) == 5
     for run_id, line in zip(ids, lines, strict=True):
         jobs = server.jobs_of(run_id)
