@@ -128,9 +128,11 @@ def run_batch(
                 log_level=log_level,
                 report_file=sink,
                 console=console,
+                active=active,
             )
 
-    _finish(batch_id, _driven(runtime, state_path, batch_id, work), quiet)
+    active: set[int] = set()
+    _finish(batch_id, _driven(runtime, state_path, batch_id, work, active), quiet)
 
 
 def resume_batch(
@@ -159,6 +161,7 @@ def resume_batch(
                 log_level=log_level,
                 report_file=sink,
                 console=sys.stderr,
+                active=active,
             )
 
     store = open_store(state_path)
@@ -166,7 +169,8 @@ def resume_batch(
         batch_id = store.batch(batch_id).id  # a prefix names it; an unknown id exits 2 here
     finally:
         store.close()
-    _finish(batch_id, _driven(runtime, state_path, batch_id, work), quiet=False)
+    active: set[int] = set()
+    _finish(batch_id, _driven(runtime, state_path, batch_id, work, active), quiet=False)
 
 
 class _sink:
@@ -194,37 +198,39 @@ def _echo(outcome: Any) -> None:
     sys.stdout.flush()  # a line is a row's result: a reader of the pipe sees it now
 
 
-def _driven(runtime: Any, state_path: Path | None, batch_id: str, work: Any) -> list[Any]:
+def _driven(
+    runtime: Any, state_path: Path | None, batch_id: str, work: Any, active: set[int]
+) -> list[Any]:
     try:
         found: list[Any] = drive(runtime, state_path, work)
     except KeyboardInterrupt:
-        _interrupted(state_path, batch_id)
+        _interrupted(state_path, batch_id, active)
         raise  # not reached: _interrupted exits
     return found
 
 
 def _finish(batch_id: str, outcomes: list[Any], quiet: bool) -> None:
-    failed = [o for o in outcomes if o.status != "succeeded"]
+    failed = sorted((o for o in outcomes if o.status != "succeeded"), key=lambda o: o.row)
     if failed or not quiet:
-        rows = ", ".join(f"row {o.row} {o.status}" for o in sorted(failed, key=lambda o: o.row))
         said = f"steprun: batch {batch_id}: {len(outcomes) - len(failed)} of {len(outcomes)} "
         said += "rows succeeded"
         if failed:
-            said += f" ({rows}); `steprun resume {batch_id}` retries them"
+            said += f" ({', '.join(f'row {o.row} {o.status}' for o in failed)})"
+        if any(o.status != "cancelled" for o in failed):  # a cancelled run stays cancelled
+            said += f"; `steprun resume {batch_id}` retries them"
         click.echo(said, err=True)
     if failed:
         sys.exit(EXIT_FAILED)
 
 
-def _interrupted(state_path: Path | None, batch_id: str) -> None:
+def _interrupted(state_path: Path | None, batch_id: str, active: set[int]) -> None:
     """Ctrl-C: name the batch, the runs in flight and the command that continues it (130).
 
-    Read back from the store: what it holds is what a resume will see, whatever instant
-    the interrupt hit (a row whose run was being recorded is either there or not started).
+    The runs are read back from the store: a row whose run was being recorded when the
+    interrupt hit is either there, or not started (and a resume starts it).
     """
     from ..errors import StoreError
 
-    resume = f"`steprun resume {batch_id}` continues it"
     try:
         store = open_store(state_path)
         try:
@@ -234,18 +240,24 @@ def _interrupted(state_path: Path | None, batch_id: str) -> None:
     except StoreError:
         fail(f"interrupted before batch {batch_id} was recorded: no row ran", 130)
         return
-    flight = [r for r in rows if r.run is not None and r.run.status == "running"]
-    failed = [r for r in rows if r.run is not None and r.run.status == "failed"]
+    flight = [r for r in rows if r.row in active and r.run is not None]
     never = [r for r in rows if r.run is None]
+    others = [
+        r
+        for r in rows
+        if r.run is not None
+        and r.row not in active
+        and r.run.status not in ("succeeded", "cancelled")
+    ]
     said = f"interrupted: stopped batch {batch_id}"
     if flight:
         runs = ", ".join(f"row {r.row} (run {r.run.id})" for r in flight if r.run is not None)
         said += f"; rows in flight: {runs}"
-    if failed:
-        said += f"; {len(failed)} rows failed"
+    if others:  # failed, or interrupted before this process
+        said += f"; {len(others)} other rows unfinished"
     if never:
         said += f"; {len(never)} rows not started yet"
-    fail(f"{said}; {resume}", 130)
+    fail(f"{said}; `steprun resume {batch_id}` continues it", 130)
 
 
 __all__ = ["check_rows", "read_rows", "resume_batch", "run_batch"]

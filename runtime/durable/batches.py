@@ -10,6 +10,7 @@ outcome carries its row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,9 +79,11 @@ async def start_batch(
     log_level: str | None = None,
     report_file: IO[str] | None = None,
     console: IO[str] | None = None,
+    active: set[int] | None = None,
 ) -> list[RowOutcome]:
     """Record the batch with every row's inputs, then run the rows ``concurrency`` at a
-    time in this process."""
+    time in this process. ``active`` holds the rows being run at each instant (what a
+    Ctrl-C stopped)."""
     runtime.prepare(flow)  # a missing secret: exit 2, before anything is recorded
     await store.write(
         store.create_batch_ops(
@@ -110,6 +113,7 @@ async def start_batch(
         log_level=log_level,
         report_file=report_file,
         console=console,
+        active=set() if active is None else active,
     )
 
 
@@ -124,6 +128,7 @@ async def resume_batch(
     log_level: str | None = None,
     report_file: IO[str] | None = None,
     console: IO[str] | None = None,
+    active: set[int] | None = None,
 ) -> list[RowOutcome]:
     """Resume every row of the batch whose run did not succeed (a failed run retries from
     its failed step, as `steprun resume RUN` does) and start every row never started.
@@ -170,6 +175,7 @@ async def resume_batch(
         log_level=log_level,
         report_file=report_file,
         console=console,
+        active=set() if active is None else active,
     )
 
 
@@ -187,6 +193,7 @@ async def _run_rows(
     log_level: str | None,
     report_file: IO[str] | None,
     console: IO[str] | None,
+    active: set[int],
 ) -> list[RowOutcome]:
     gate = asyncio.Semaphore(concurrency)
 
@@ -195,6 +202,7 @@ async def _run_rows(
 
         run_id = item.run_id or new_run_id()
         async with gate:
+            active.add(item.row)
             try:
                 result = await _row(item, run_id)
             except StoreUnavailable:
@@ -202,17 +210,12 @@ async def _run_rows(
             except SteprunError as exc:
                 # This row could not start or resume (another process drives its run, a
                 # store refusal): said on its own line, the other rows go on.
-                stored = item.run_id or _stored_run(store, run_id)
-                outcome = RowOutcome(
-                    item.row,
-                    stored,
-                    "failed",
-                    error={"type": "run_error", "message": f"row {item.row}: {exc}"},
-                )
+                outcome = _not_run(store, batch_id, item, exc)
             else:
                 outcome = RowOutcome(
                     item.row, result.run_id, result.status, result.merge_fields, result.error
                 )
+            active.discard(item.row)  # not in a finally: a cancelled row was in flight
         if console is not None:
             where = ""
             if outcome.error and outcome.status != "succeeded":
@@ -250,11 +253,22 @@ async def _run_rows(
     return list(await asyncio.gather(*(one(item) for item in work)))
 
 
-def _stored_run(store: RunStore, run_id: str) -> str | None:
-    try:
-        return store.run(run_id).id
-    except StoreError:
-        return None
+def _not_run(store: RunStore, batch_id: str, item: _Work, exc: Exception) -> RowOutcome:
+    """The outcome of a row that could not start or resume."""
+    message = f"row {item.row}: {exc}"
+    run_id = item.run_id
+    if run_id is None:
+        # Refused because another process started this row meanwhile (a second
+        # `steprun resume BATCH`)? Then say so, rather than the store's unique index.
+        with contextlib.suppress(StoreError):
+            found = next(r.run for r in store.batch(batch_id).rows if r.row == item.row)
+            if found is not None:
+                run_id = found.id
+                message = (
+                    f"row {item.row}: another process started it as run {found.id} (two "
+                    f"resumes of batch {batch_id} at once?); `steprun show {found.id}`"
+                )
+    return RowOutcome(item.row, run_id, "failed", error={"type": "run_error", "message": message})
 
 
 def _stored_flow(runtime: Runtime, batch: Batch, authorizations: Mapping[str, Any] | None) -> Flow:
