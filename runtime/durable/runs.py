@@ -11,7 +11,7 @@ from ..flow import Flow
 from ..runner import RunState
 from ..store import Op, RunRow, RunStore, lease_owner
 from ..store.rows import dump
-from .journal import StoreJournal, failpoint, leased
+from .journal import StoreJournal, commit_interval, failpoint, leased
 
 if TYPE_CHECKING:
     from ..runtime import RunResult, Runtime
@@ -40,6 +40,7 @@ async def start(
     runtime.prepare(flow)
     ensure_writable(report_file)
     fault = failpoint(runtime.environ, flow)
+    interval = commit_interval(runtime.environ)
     run_id = run_id or new_run_id()
     owner = lease_owner()
     state = RunState(
@@ -65,7 +66,14 @@ async def start(
         )
         + (store.batch_row_ops(run_id, *batch) if batch else [])
     )
-    journal = StoreJournal(store, run_id, owner=owner, failpoint=fault)
+    journal = StoreJournal(
+        store,
+        run_id,
+        owner=owner,
+        step_types=runtime.step_types,
+        failpoint=fault,
+        commit_seconds=interval,
+    )
     async with leased(store, run_id, owner, journal):
         return await runtime.resume(
             state, log_level=log_level, report_file=report_file, console=console, journal=journal
@@ -103,6 +111,7 @@ async def resume(
             runtime, store, row, authorizations, flow_file, set(inputs or ())
         )
         fault = failpoint(runtime.environ, state.flow)
+        interval = commit_interval(runtime.environ)
         if flow_file is not None or inputs:
             state.flow.check_inputs(inputs or {}, "--input")
             state.inputs = {**state.inputs, **(inputs or {})}
@@ -130,9 +139,11 @@ async def resume(
         store,
         run_id,
         owner=owner,
+        step_types=runtime.step_types,
         next_seq=next_seq,
         carried=carried,
         failpoint=fault,
+        commit_seconds=interval,
     )
     async with leased(store, run_id, owner, journal):
         return await runtime.resume(

@@ -81,6 +81,18 @@ async def leak(config: dict[str, Any], context: StepContext) -> Any:
     raise AssertionError(f"unknown how {how!r}")
 
 
+async def append(config: dict[str, Any], context: StepContext) -> Any:
+    """An effect outside the process (a line appended to a file), reconciled on resume:
+    a resumed attempt that finds its line does not append it again."""
+    path = context.path(config["path"])
+    line = f"{context.run_id} {config['text']}\n"
+    if context.resumed and path.exists() and line in path.read_text(encoding="utf-8"):
+        return {"appended": False}
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(line)
+    return {"appended": True}
+
+
 STEP_TYPES = [
     StepType(
         type="test.sleep",
@@ -91,6 +103,18 @@ STEP_TYPES = [
             "type": "object",
             "required": ["seconds"],
             "properties": {"seconds": {"type": "number"}},
+        },
+    ),
+    StepType(
+        type="test.append",
+        title="Append a line to a file",
+        version="1.0.0",
+        run=append,
+        effect="reconcile",
+        schema={
+            "type": "object",
+            "required": ["path", "text"],
+            "properties": {"path": {"type": "string"}, "text": {"type": "string"}},
         },
     ),
     StepType(type="test.crash", title="Crash", version="1.0.0", run=crash, schema=OPEN),
