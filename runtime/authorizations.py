@@ -12,12 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr
-
 from . import secrets
 from .errors import SecretError
 
 if TYPE_CHECKING:
+    from .authorization import Authorization
     from .providers import Provider
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -27,32 +26,6 @@ LOCAL_ORIGIN = "http://local.steprun.invalid"
 LOCAL_BASE_URL = LOCAL_ORIGIN + "/v1"
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_MAX_RETRIES = 2
-
-
-class Authorization(BaseModel):
-    """A resolved authorization, handed to steps in ``context.authorization``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str
-    provider: str
-    api_key: SecretStr | None = None
-    organization: str | None = None
-    project: str | None = None
-    base_url: str = OPENAI_BASE_URL
-    timeout: float = DEFAULT_TIMEOUT
-    max_retries: int = DEFAULT_MAX_RETRIES
-    # Provider-specific settings, e.g. ``job_seconds`` of the local backend, ``endpoint``
-    # and ``api_version`` of Azure.
-    options: dict[str, Any] = {}
-
-    @property
-    def is_local(self) -> bool:
-        return self.provider == "local"
-
-    def public(self) -> dict[str, Any]:
-        """What may be shown of it: never the key."""
-        return {"name": self.name, "provider": self.provider, "base_url": self.base_url}
 
 
 def setting_problems(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -110,7 +83,19 @@ def resolve_authorization(
             redactor.add(value)
         (values if key in known else options)[key] = value
     values["base_url"] = declared.base_url({**options, **values}).rstrip("/")
+    from .authorization import Authorization
+
     return Authorization(name=name, provider=declared.name, options=options, **values)
+
+
+def __getattr__(name: str) -> Any:
+    # The model lives in .authorization, with pydantic: a flow without authorizations
+    # never imports either (see bench/cold_start.py).
+    if name == "Authorization":
+        from .authorization import Authorization
+
+        return Authorization
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

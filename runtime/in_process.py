@@ -38,12 +38,21 @@ class InProcess:
     """
 
     def __init__(self, providers: Mapping[str, Provider]) -> None:
-        self._providers = {
-            name: p for name, p in providers.items() if p.build is not None and p.origin
-        }
+        self._all = providers
+        self._served: dict[str, Provider] | None = None
         self.state_dir: Path | None = None
         self._options: dict[str, dict[str, Any]] = {}  # host -> options to build with
         self._built: dict[str, Any] = {}  # host -> instance
+
+    @property
+    def _providers(self) -> dict[str, Provider]:
+        # Found on first use: listing a runtime's providers may import a step pack, which a
+        # run that makes no request never needs (bench/cold_start.py).
+        if self._served is None:
+            self._served = {
+                name: p for name, p in self._all.items() if p.build is not None and p.origin
+            }
+        return self._served
 
     def serves(self, provider: str) -> bool:
         return provider in self._providers
@@ -68,6 +77,8 @@ class InProcess:
         base_dir: Path,
     ) -> dict[str, Authorization]:
         """A flow's resolved authorizations, each pointed at the instance it calls for."""
+        if not resolved:
+            return {}  # a flow without authorizations need not list the providers
         groups: dict[tuple[str, str], list[str]] = {}
         for name in sorted(resolved):
             authorization = resolved[name]

@@ -33,36 +33,47 @@ def make_plugin_manager(
     autoload: bool | None = None,
     environ: Mapping[str, str] | None = None,
     builtins: Iterable[str] = DEFAULT_PLUGINS,
+    defer: Iterable[str] = (),
 ) -> pluggy.PluginManager:
-    """A fresh manager with the built-ins, ``plugins`` and (unless disabled) entry points."""
+    """A fresh manager with the built-ins, ``plugins`` and (unless disabled) entry points.
+
+    Built-ins named in ``defer`` are not imported (:mod:`.packs` imports them when needed);
+    their names stay reserved, so an entry point of the same name is skipped as it would be
+    if they had been registered.
+    """
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
+    deferred = set(defer)
+    reserved = {name.rsplit(".", 1)[-1] for name in deferred}
     for name in builtins:
+        if name in deferred:
+            continue
         try:
             module = importlib.import_module(name)
         except Exception as exc:
             raise PluginError(
                 f"built-in plugin {name} failed to import: {exc.__class__.__name__}: {exc}"
             ) from exc
-        _register(pm, module, name.rsplit(".", 1)[-1])
+        register(pm, module, name.rsplit(".", 1)[-1])
     for plugin in plugins:
         # Named so that errors can say which plugin: a module by its name, an object by
         # its class (pluggy would use its id(), a number nobody recognises).
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__qualname__}@{id(plugin):x}"
-        _register(pm, plugin, name)
+        register(pm, plugin, name)
     environ = os.environ if environ is None else environ
     if autoload is None:
         autoload = not environ.get(DISABLE_AUTOLOAD_ENV)
     if autoload:
-        _load_entry_points(pm)
+        _load_entry_points(pm, reserved)
     return pm
 
 
-def _load_entry_points(pm: pluggy.PluginManager) -> None:
+def _load_entry_points(pm: pluggy.PluginManager, reserved: set[str]) -> None:
     from importlib.metadata import entry_points  # imported here: `steprun --help` stays fast
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+        taken = ep.name in reserved or pm.get_plugin(ep.name) is not None
+        if taken or pm.is_blocked(ep.name):
             continue
         try:
             plugin = ep.load()
@@ -73,10 +84,10 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
                 f"{ep.value!r}: {exc.__class__.__name__}: {exc}. Fix or uninstall it, or set "
                 f"{DISABLE_AUTOLOAD_ENV}=1 to skip entry-point plugins."
             ) from exc
-        _register(pm, plugin, ep.name)
+        register(pm, plugin, ep.name)
 
 
-def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+def register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
     """pluggy's register, its validation error said in one sentence (not its traceback)."""
     try:
         pm.register(plugin, name=name)
@@ -153,4 +164,10 @@ def _gather(
     return dict(sorted(found.items()))
 
 
-__all__ = ["DEFAULT_PLUGINS", "collect_providers", "collect_step_types", "make_plugin_manager"]
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "collect_providers",
+    "collect_step_types",
+    "make_plugin_manager",
+    "register",
+]

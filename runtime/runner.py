@@ -154,7 +154,8 @@ class Services:
     config_problem: Callable[[StepType, dict[str, Any]], ValidationError | None]
     # Renders a step's config (Templates.render_config: off the event loop when costly).
     render: Callable[[Any, Mapping[str, Any]], Awaitable[Any]]
-    http: httpx.AsyncClient
+    # The runtime's client, or a function that builds it when a step first uses it.
+    http: httpx.AsyncClient | Callable[[], httpx.AsyncClient]
     authorizations: Mapping[str, Authorization]
     redactor: Redactor
     reporter: Reporter

@@ -26,6 +26,7 @@ from . import authorizations as auth
 from .errors import FlowInvalid, InvalidInput, Problem, RunFailed, SecretError
 from .flow import INHERIT, Flow
 from .in_process import InProcess
+from .packs import LAZY_PACKS, Catalog, Packs
 from .plugins import collect_providers, collect_step_types, make_plugin_manager
 from .providers import Provider, authorization_schema
 from .reports import Reporter
@@ -85,12 +86,20 @@ class Runtime:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.environ: Mapping[str, str] = dict(os.environ if environ is None else environ)
-        self.plugin_manager = make_plugin_manager(
-            plugins=plugins, autoload=autoload, environ=self.environ
+        self.plugin_manager = pm = make_plugin_manager(
+            plugins=plugins, autoload=autoload, environ=self.environ, defer=LAZY_PACKS
         )
-        self.step_types: dict[str, StepType] = collect_step_types(self.plugin_manager)
-        self.providers: dict[str, Provider] = collect_providers(self.plugin_manager)
-        self.schemas = SchemaRegistry(authorization=authorization_schema(self.providers))
+        # The OpenAI and eval packs are imported when a flow names one of their types or a
+        # provider, or when the whole catalog is listed (see .packs): a flow of core steps
+        # starts without them.
+        packs = Packs(pm, LAZY_PACKS)
+        self.step_types: Mapping[str, StepType] = Catalog(
+            packs, lambda: collect_step_types(pm), packs.for_type
+        )
+        self.providers: Mapping[str, Provider] = Catalog(
+            packs, lambda: collect_providers(pm), lambda _name: packs.for_providers()
+        )
+        self.schemas = SchemaRegistry(authorization=lambda: authorization_schema(self.providers))
         self.templates = Templates()
         self._catalog = StepTypes(self.step_types, self.schemas)
         self._validator = Validator(self._catalog, self.templates, self.providers)
@@ -248,7 +257,7 @@ class Runtime:
                 types=self.step_types,
                 config_problem=self._config_problem,
                 render=self.templates.render_config,
-                http=self.http,
+                http=lambda: self.http,  # built when a step first uses it
                 authorizations=resolved,
                 redactor=redactor,
                 reporter=reporter,
@@ -307,7 +316,7 @@ class Runtime:
             "steps": [{"id": "result", "type": step_type, "config": dict(config)}],
         }
         extra: dict[str, Any] = {}
-        if isinstance(authorization, auth.Authorization):
+        if authorization is not None and isinstance(authorization, auth.Authorization):
             spec["authorization"] = authorization.name
             extra[authorization.name] = authorization
         elif authorization is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 SCHEMA_ID_PREFIX = "https://steprun.dev/schemas/"
+# Where the flow schema finds the authorization schema when it is built on first use.
+AUTHORIZATION_URI = SCHEMA_ID_PREFIX + "authorization.schema.json"
 
 
 def builtin_schema_files() -> dict[str, Path]:
@@ -46,25 +48,47 @@ MAX_REF_DEPTH = 16
 class SchemaRegistry:
     """Built-in schemas by name, and a cache of validators."""
 
-    def __init__(self, *, authorization: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        authorization: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
         """``authorization`` replaces the flow schema's ``$defs/authorization`` (the runtime
-        builds it from the registered providers)."""
+        builds it from the registered providers). Given as a function, it is called the
+        first time a document has an authorization to check: finding the providers may
+        import a step pack, which a flow without authorizations never needs."""
         self._files = builtin_schema_files()
         self._schemas: dict[str, dict[str, Any]] = {}
+        self._authorization = authorization
+        self._built_authorization: Resource[Any] | None = None
         resources_: list[tuple[str, Resource[Any]]] = []
         for name, path in self._files.items():
             schema = read_schema(path)
             if name == "flow.schema.json" and authorization is not None:
-                schema["$defs"] = {**schema["$defs"], "authorization": dict(authorization)}
+                own = (
+                    {"$ref": AUTHORIZATION_URI} if callable(authorization) else dict(authorization)
+                )
+                schema["$defs"] = {**schema["$defs"], "authorization": own}
             self._schemas[name] = schema
             resource = DRAFT202012.create_resource(schema)
             resources_.append((name, resource))
             resources_.append((SCHEMA_ID_PREFIX + name, resource))
             if "$id" in schema:
                 resources_.append((schema["$id"], resource))
-        self.registry: Registry[Any] = Registry().with_resources(resources_)
+        # mypy's attrs plugin does not know the alias `retrieve` of Registry's field.
+        registry: Registry[Any] = Registry(retrieve=self._retrieve)  # type: ignore[call-arg]
+        self.registry = registry.with_resources(resources_)
         # Keyed by id(schema); the schema is kept beside its validator so the id stays valid.
         self._validators: dict[int, tuple[Mapping[str, Any], Draft202012Validator]] = {}
+
+    def _retrieve(self, uri: str) -> Resource[Any]:
+        if uri != AUTHORIZATION_URI or not callable(self._authorization):
+            raise LookupError(f"no schema is known by {uri}")  # referencing says so
+        if self._built_authorization is None:
+            # Its local references ("#/$defs/duration") mean the flow schema's definitions.
+            schema = _refs_into(dict(self._authorization()), SCHEMA_ID_PREFIX + "flow.schema.json")
+            self._built_authorization = DRAFT202012.create_resource(schema)
+        return self._built_authorization
 
     def builtin(self, name: str) -> dict[str, Any] | None:
         return self._schemas.get(name)
@@ -100,6 +124,19 @@ class SchemaRegistry:
             cached = (schema, Draft202012Validator(schema, registry=self.registry))
             self._validators[id(schema)] = cached
         return cached[1]
+
+
+def _refs_into(node: Any, base: str) -> Any:
+    """``node`` with each local ``$ref`` (``#/…``) pointing into the document ``base``."""
+    if isinstance(node, list):
+        return [_refs_into(item, base) for item in node]
+    if not isinstance(node, Mapping):
+        return node
+    out = {k: _refs_into(v, base) for k, v in node.items()}
+    ref = out.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#"):
+        out["$ref"] = base + ref
+    return out
 
 
 def describe(error: ValidationError) -> str:

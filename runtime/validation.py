@@ -81,7 +81,8 @@ class Validator:
     ) -> None:
         self.catalog = catalog
         self.templates = templates
-        self.providers = dict(providers or {})
+        # Kept as given: a runtime's catalog imports a step pack only when asked for it.
+        self.providers: Mapping[str, Provider] = {} if providers is None else providers
 
     def validate(
         self,
