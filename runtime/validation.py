@@ -26,7 +26,7 @@ from .provider_checks import refusals
 from .providers import Provider
 from .schemas import SchemaRegistry, describe, error_schema, unknown_key
 from .step import StepType
-from .templates import Templates, is_template
+from .templates import TEMPLATE_GLOBALS, Templates, is_template
 from .yamlsource import Source, dotted
 
 RESERVED_IDS = frozenset({"inputs", "error", END, INHERIT})
@@ -211,7 +211,7 @@ class _Check:
             # A merge field named like a template function (range, dict) could never be
             # read: templates would see the function. Say so now, not at run time.
             field_name = merge_field if isinstance(merge_field, str) else step_id
-            if field_name in self.v.templates.env.globals:
+            if field_name in TEMPLATE_GLOBALS:
                 key = "merge_field" if isinstance(merge_field, str) else "id"
                 self.problem(
                     f"{field_name!r} is the name of a template function, so templates could "

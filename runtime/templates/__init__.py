@@ -11,6 +11,9 @@ about 4,200 digits, nesting under 100 levels, one rendering builds at most
 ``inputs``, the merge fields written so far and ``error``; they have no access to the
 environment, files or secrets.
 
+Simple templates (:mod:`.simple`) are evaluated without Jinja, with the same results; Jinja
+is imported when a template needs it.
+
 A value that is exactly one ``{{ expression }}`` keeps its JSON type; anything else renders
 to a string. A rendered value is never rendered again: API output that happens to contain
 ``{{`` stays text.
@@ -18,15 +21,16 @@ to a string. A rendered value is never rendered again: API output that happens t
 
 from __future__ import annotations
 
-from .analysis import References, TemplateProblem
+from .bounds import MAX_BUILT, MAX_ITERATIONS, MAX_OUTPUT, MAX_SECONDS, TEMPLATE_GLOBALS
 from .engine import Templates, is_template
-from .limits import MAX_BUILT, MAX_ITERATIONS, MAX_OUTPUT, MAX_SECONDS
+from .problems import References, TemplateProblem
 
 __all__ = [
     "MAX_BUILT",
     "MAX_ITERATIONS",
     "MAX_OUTPUT",
     "MAX_SECONDS",
+    "TEMPLATE_GLOBALS",
     "References",
     "TemplateProblem",
     "Templates",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import StrictUndefined, nodes
@@ -13,24 +12,8 @@ from jinja2.exceptions import UndefinedError
 from markupsafe import Markup
 
 from .filters import REMOVED_FILTERS
+from .problems import References, TemplateProblem, show
 from .sandbox import unwrap_output
-
-
-class TemplateProblem(Exception):
-    """A template cannot be compiled or rendered. ``message`` is for people."""
-
-    def __init__(self, message: str, *, code: str = "template_error") -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-@dataclass
-class References:
-    """What a template reads: root names, and the input names it reads."""
-
-    roots: set[str] = field(default_factory=set)
-    inputs: set[str] = field(default_factory=set)
 
 
 def references(tree: nodes.Template, template_globals: Mapping[str, Any]) -> References:
@@ -125,11 +108,6 @@ def undefined_message(exc: UndefinedError) -> str:
     if match:
         return f"{match['name']!r} is not defined here"
     return text
-
-
-def show(source: str) -> str:
-    text = source if len(source) <= 80 else source[:77] + "..."
-    return repr(text)
 
 
 __all__ = [

@@ -1,5 +1,9 @@
 """Compiling and rendering templates: each source parsed once, each rendering budgeted.
 
+A simple template (:mod:`.simple`: values, text with holes, ``default``, …) is read and
+evaluated without Jinja; anything else, and any value the simple path is not sure of, is
+compiled by Jinja in the sandbox (imported on first need), once per source.
+
 A step's config renders on the event loop while it is quick. One that is still running
 after :data:`~.limits.ON_LOOP_SECONDS` (or that works on a large value) starts again on a
 worker thread, where the rest of its second runs without holding up the other runs of the
@@ -12,27 +16,21 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import TemplateSyntaxError, nodes
-from jinja2.environment import TemplateExpression
-from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from . import simple
+from .bounds import MAX_BUILT, MAX_OUTPUT
+from .problems import References, TemplateProblem, show
+from .simple import Simple
 
-from . import limits
-from .analysis import (
-    References,
-    TemplateProblem,
-    references,
-    show,
-    single_expression,
-    to_json,
-    undefined_message,
-    unknown_names,
-)
-from .limits import MAX_OUTPUT, Budget, OffLoop, TooCostly
-from .sandbox import REMOVED_GLOBALS, Bounded, Sandbox
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from jinja2 import nodes
+
+    from .limits import Budget
+    from .sandbox import Sandbox
 
 _WORKERS = 2  # threads per runtime for renderings that outgrow the loop
 
@@ -52,13 +50,38 @@ class _Parsed:
 
 
 class Templates:
-    """Compiles and renders templates for one runtime; every source is parsed once."""
+    """Compiles and renders templates for one runtime; every source is parsed once.
 
-    def __init__(self) -> None:
-        self.env = Sandbox()
+    ``simple=False`` sends every template through Jinja (the benchmark's and the tests'
+    reference for the simple path).
+    """
+
+    def __init__(self, *, simple: bool = True) -> None:
+        self.simple = simple
+        self._env: Sandbox | None = None
+        self._simple: dict[str, Simple | None] = {}
         self._parsed: dict[str, _Parsed] = {}
         self._compiled: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
         self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def env(self) -> Sandbox:
+        """Jinja's sandbox, created (and Jinja imported) on first need."""
+        if self._env is None:
+            from .sandbox import Sandbox
+
+            self._env = Sandbox()
+        return self._env
+
+    def _quick(self, source: str) -> Simple | None:
+        """``source`` read by the simple path, or None when it is Jinja's to compile."""
+        if not self.simple:
+            return None
+        try:
+            return self._simple[source]
+        except KeyError:
+            found = self._simple[source] = simple.parse(source)
+            return found
 
     def close(self) -> None:
         """Let the worker threads go (a rendering still running stops within its second)."""
@@ -71,8 +94,11 @@ class Templates:
     def check(self, source: str) -> str | None:
         """A problem that stops ``source`` from compiling, as a sentence, or None.
 
-        Compiles it too, so that a validated flow's first run pays no compile cost.
+        Compiles it too, so that a validated flow's first run pays no compile cost (a
+        simple template has nothing to compile).
         """
+        if self._quick(source) is not None:
+            return None
         try:
             self._compile(source)
         except TemplateProblem as exc:
@@ -81,12 +107,18 @@ class Templates:
 
     def references(self, source: str) -> References:
         """The names ``source`` reads (empty when it does not parse)."""
-        return self._parse(source).refs
+        quick = self._quick(source)
+        return quick.refs if quick is not None else self._parse(source).refs
 
     def _parse(self, source: str) -> _Parsed:
         found = self._parsed.get(source)
         if found is not None:
             return found
+        from jinja2 import TemplateSyntaxError
+
+        from .analysis import references, single_expression, unknown_names
+        from .sandbox import Bounded
+
         try:
             tree = Bounded().visit(self.env.parse(source))
             tree.set_environment(self.env)
@@ -111,10 +143,14 @@ class Templates:
 
     def render(self, source: str, variables: Mapping[str, Any]) -> Any:
         """Render one template, in this thread, within a fresh budget."""
+        from .limits import Budget
+
         return self._in_budget(Budget(), self._render, source, variables)
 
     def render_value(self, value: Any, variables: Mapping[str, Any]) -> Any:
         """Render every template string inside a JSON-like value, in this thread."""
+        from .limits import Budget
+
         return self._in_budget(Budget(), self._render_value, value, variables)
 
     async def render_config(self, value: Any, variables: Mapping[str, Any]) -> Any:
@@ -123,6 +159,11 @@ class Templates:
         A cancelled await (the step's or the run's timeout) stops a rendering that moved
         to a worker thread at its next operation.
         """
+        quick = self._render_simply(value, variables, [0])
+        if quick is not simple.FALLBACK:
+            return quick
+        from .limits import Budget, OffLoop
+
         budget = Budget(on_loop=True)
         try:
             return self._in_budget(budget, self._render_value, value, variables)
@@ -130,6 +171,8 @@ class Templates:
             pass
         budget = Budget(started=budget.started)
         if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             self._pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="steprun-templates")
         work = asyncio.get_running_loop().run_in_executor(
             self._pool, self._in_budget, budget, self._render_value, value, variables
@@ -139,7 +182,41 @@ class Templates:
         finally:
             budget.stopped = True
 
+    def _render_simply(self, value: Any, variables: Mapping[str, Any], built: list[int]) -> Any:
+        """``value`` rendered by the simple path alone, or FALLBACK if any template in it
+        needs Jinja (then the whole config renders within one budget, as before).
+
+        ``built`` counts what filters may build: a config that could come near the
+        budget of one rendering (MAX_BUILT) is Jinja's, which enforces it."""
+        if isinstance(value, str):
+            if not is_template(value):
+                return value
+            quick = self._quick(value)
+            if quick is None:
+                return simple.FALLBACK
+            built[0] += quick.builds
+            if built[0] > MAX_BUILT // 2:
+                return simple.FALLBACK
+            return quick.render(variables)
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                out[key] = found = self._render_simply(item, variables, built)
+                if found is simple.FALLBACK:
+                    return found
+            return out
+        if isinstance(value, list):
+            items = []
+            for item in value:
+                items.append(found := self._render_simply(item, variables, built))
+                if found is simple.FALLBACK:
+                    return found
+            return items
+        return value
+
     def _in_budget(self, budget: Budget, render: Callable[..., Any], *args: Any) -> Any:
+        from . import limits
+
         token = limits.use(budget)
         try:
             return render(*args)
@@ -156,6 +233,19 @@ class Templates:
         return value
 
     def _render(self, source: str, variables: Mapping[str, Any]) -> Any:
+        quick = self._quick(source)
+        if quick is not None and not quick.builds:
+            # One with filters is Jinja's here: its budget counts what they build across
+            # the rendering (render_config has its own count, see _render_simply).
+            result = quick.render(variables)
+            if result is not simple.FALLBACK:
+                return result
+        from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+
+        from .analysis import undefined_message
+        from .limits import TooCostly
+        from .sandbox import REMOVED_GLOBALS
+
         fn = self._compile(source)
         try:
             result = fn(variables)
@@ -192,6 +282,9 @@ class Templates:
         parsed = self._parse(source)
         if parsed.problem is not None:
             raise parsed.problem
+        from jinja2 import TemplateSyntaxError
+        from jinja2.exceptions import SecurityError
+
         try:
             render = self._renderer(source, parsed)
         except TemplateSyntaxError as exc:
@@ -211,6 +304,11 @@ class Templates:
         return fn
 
     def _renderer(self, source: str, parsed: _Parsed) -> Callable[[dict[str, Any]], Any]:
+        from jinja2 import nodes
+        from jinja2.environment import TemplateExpression
+
+        from .analysis import to_json
+
         if parsed.expression is not None:
             # What Environment.compile_expression does, from the tree we already have.
             parsed.expression.set_environment(self.env)

@@ -16,15 +16,12 @@ import time
 from collections.abc import ItemsView, Iterable, KeysView, Mapping, ValuesView
 from typing import Any
 
+from jinja2 import Undefined
 from jinja2.exceptions import SecurityError
 from jinja2.utils import Namespace
 
-MAX_OUTPUT = 1_000_000  # characters in a rendered value, and in any value a template builds
-MAX_BUILT = 10 * MAX_OUTPUT  # characters one rendering builds in all (what it can hold alive)
-MAX_ITERATIONS = 100_000  # loop iterations and range() items in one rendering, all together
-MAX_SECONDS = 1.0  # wall time of one rendering
-MAX_DEPTH = 100  # nesting of a value a template builds (what a step's output may have)
-MAX_INT_BITS = 14_000  # about 4,200 digits: under Python's own 4,300-digit str() limit
+from .bounds import MAX_BUILT, MAX_DEPTH, MAX_INT_BITS, MAX_ITERATIONS, MAX_OUTPUT, MAX_SECONDS
+
 # How long a rendering may run on the event loop before it starts again on a worker
 # thread, and how large a value a filter or method may work on while on the loop.
 ON_LOOP_SECONDS = 0.05
@@ -204,6 +201,10 @@ class Budget:
 
 
 def _length(value: Any) -> int:
+    if isinstance(value, Undefined):
+        # Its len() raises: `{{ x.missing | default('none') }}` on the loop failed with
+        # "no key 'missing'" before default could run (tests/runtime/test_simple_templates).
+        return 0
     try:
         return len(value)
     except TypeError:
