@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 def steprun_step_types() -> list[StepType]:
     """Return the step types this plugin provides.
 
-    Called once when a runtime is created, for every registered plugin (the built-in packs
-    first, then entry-point plugins). The lists are concatenated; a type name provided twice
+    Called when a runtime is created, for every registered plugin (the core pack first,
+    then entry-point plugins), and again when a deferred built-in pack (openai, eval) is
+    registered on first use. The lists are concatenated; a type name provided twice
     is an error that names both plugins. Each item must be a :class:`StepType`.
     """
 
@@ -40,8 +41,9 @@ def steprun_report(report: dict[str, Any]) -> None:
 def steprun_providers() -> list[Provider]:
     """Return the providers this plugin declares (what an authorization's ``provider`` names).
 
-    Called once when a runtime is created, for every registered plugin. The lists are
-    concatenated; a provider name declared twice is an error that names both plugins.
+    Called when a runtime is created, for every registered plugin, and again when a
+    deferred built-in pack is registered (a runtime does so when it first needs a
+    provider: an authorization to check or resolve). The lists are concatenated; a provider name declared twice is an error that names both plugins.
     Each item must be a :class:`~steprun.runtime.providers.Provider`.
     """
 
