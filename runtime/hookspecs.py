@@ -43,7 +43,8 @@ def steprun_providers() -> list[Provider]:
 
     Called when a runtime is created, for every registered plugin, and again when a
     deferred built-in pack is registered (a runtime does so when it first needs a
-    provider: an authorization to check or resolve). The lists are concatenated; a provider name declared twice is an error that names both plugins.
+    provider: an authorization to check or resolve). The lists are concatenated; a
+    provider name declared twice is an error that names both plugins.
     Each item must be a :class:`~steprun.runtime.providers.Provider`.
     """
 
