@@ -122,8 +122,10 @@ class StoreJournal:
         self.store = store
         self.run_id = run_id
         self.owner = owner
-        # The effect of each step type; a type not known here is treated as having one.
-        self._effects = {name: t.effect for name, t in (step_types or {}).items()}
+        # The step types, to read each one's effect; a type not known here is treated as
+        # having one. Looked up by name, not copied: a runtime's catalog imports a step pack
+        # only when one of its types is asked for (runtime/packs.py).
+        self._types: Mapping[str, StepType] = {} if step_types is None else step_types
         self._seq = next_seq
         self._current: dict[str, int] = {}
         # What an interrupted attempt recorded, per step: copied into the next attempt's row
@@ -140,7 +142,8 @@ class StoreJournal:
         self.released = False  # the run-finished write cleared the lease
 
     def _pure(self, step: FlowStep) -> bool:
-        return self._effects.get(step.type, "reconcile") == "none"
+        found = self._types.get(step.type)
+        return found is not None and found.effect == "none"
 
     async def _commit(self, extra: list[Op] | None = None) -> None:
         """Commit everything held (and ``extra``) in one transaction, and wait for it."""
