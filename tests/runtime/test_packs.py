@@ -17,8 +17,9 @@ from steprun.runtime.plugins import collect_providers, collect_step_types, make_
 from tests.runtime.conftest import make_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
-# What a flow of core steps must not load: the OpenAI and eval packs, and what they need.
-HEAVY = ("httpx", "pydantic", "steprun.steps.openai", "steprun.steps.eval", "openai")
+# What a flow of core steps with simple templates must not load: the OpenAI and eval
+# packs, what they need, and Jinja.
+HEAVY = ("httpx", "pydantic", "jinja2", "steprun.steps.openai", "steprun.steps.eval", "openai")
 
 
 def imported_by(args: list[str], tmp_path: Path) -> set[str]:
@@ -43,12 +44,14 @@ def imported_by(args: list[str], tmp_path: Path) -> set[str]:
     return set(listing.read_text().splitlines())
 
 
-def test_running_hello_imports_neither_httpx_nor_pydantic_nor_a_step_pack(
+def test_running_hello_imports_no_http_client_pydantic_jinja_or_step_pack(
     tmp_path: Path,
 ) -> None:
     modules = imported_by(["run", "-q", "examples/hello.yaml"], tmp_path)
     assert "steprun.steps.core" in modules  # the run happened, and was seen
     assert sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY)) == []
+    # No installed distribution declares a steprun plugin here: found without it.
+    assert "importlib.metadata" not in modules
 
 
 def test_listing_the_step_types_imports_every_pack(tmp_path: Path) -> None:
