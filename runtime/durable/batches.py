@@ -137,7 +137,7 @@ async def resume_batch(
     done, work = [], []
     for item in batch.rows:
         if item.run is not None and item.run.status in DONE:
-            merge_fields = store.merge_fields(item.run.id)
+            merge_fields = _stored_fields(store, item.run.id)
             done.append(
                 RowOutcome(item.row, item.run.id, item.run.status, merge_fields, item.run.error)
             )
@@ -210,7 +210,7 @@ async def _run_rows(
             except SteprunError as exc:
                 # This row could not start or resume (another process drives its run, a
                 # store refusal): said on its own line, the other rows go on.
-                outcome = _not_run(store, batch_id, item, exc)
+                outcome = _not_run(store, batch_id, item, run_id, exc)
             else:
                 outcome = RowOutcome(
                     item.row, result.run_id, result.status, result.merge_fields, result.error
@@ -253,8 +253,8 @@ async def _run_rows(
     return list(await asyncio.gather(*(one(item) for item in work)))
 
 
-def _not_run(store: RunStore, batch_id: str, item: _Work, exc: Exception) -> RowOutcome:
-    """The outcome of a row that could not start or resume."""
+def _not_run(store: RunStore, batch_id: str, item: _Work, tried: str, exc: Exception) -> RowOutcome:
+    """The outcome of a row that could not start (as run ``tried``) or resume."""
     message = f"row {item.row}: {exc}"
     run_id = item.run_id
     if run_id is None:
@@ -262,13 +262,21 @@ def _not_run(store: RunStore, batch_id: str, item: _Work, exc: Exception) -> Row
         # `steprun resume BATCH`)? Then say so, rather than the store's unique index.
         with contextlib.suppress(StoreError):
             found = next(r.run for r in store.batch(batch_id).rows if r.row == item.row)
-            if found is not None:
-                run_id = found.id
+            run_id = found.id if found else None
+            if found is not None and found.id != tried:
                 message = (
                     f"row {item.row}: another process started it as run {found.id} (two "
                     f"resumes of batch {batch_id} at once?); `steprun show {found.id}`"
                 )
     return RowOutcome(item.row, run_id, "failed", error={"type": "run_error", "message": message})
+
+
+def _stored_fields(store: RunStore, run_id: str) -> dict[str, Any]:
+    """A finished run's merge fields in the order its steps wrote them (as its line had
+    them when it ran), not the store's order."""
+    stored = store.merge_fields(run_id)
+    order = [(a.report or {}).get("merge_field") for a in store.attempts(run_id)]
+    return {name: stored[name] for name in dict.fromkeys(order) if name in stored} | stored
 
 
 def _stored_flow(runtime: Runtime, batch: Batch, authorizations: Mapping[str, Any] | None) -> Flow:
