@@ -158,3 +158,40 @@ def test_ctrl_c_names_the_rows_in_flight_and_resume_finishes_every_row_exactly_o
     again = ws.cli("resume", batch_id)  # nothing left: every row is printed as it is
     assert again.code == 0 and len(lines_of(again.stdout)) == 4
     assert "4 of 4 rows done, 0 to resume, 0 never started" in again.stderr
+
+
+def test_a_batch_killed_mid_create_resumes_as_a_batch_with_one_job_per_row(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    ws = Workspace(tmp_path, server)
+    args = ws.fine_tune()
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(json.dumps({"question": f"Question {n}?"}) + "\n" for n in range(1, 5)), "utf-8"
+    )
+    # SIGKILL as soon as a row's job exists and before that is committed: no cleanup runs,
+    # the rows in flight may each have a create sent and unanswered, two rows never began.
+    killed = ws.spawn(
+        *args,
+        "--inputs-file",
+        rows,
+        "--concurrency",
+        "2",
+        env={"STEPRUN_FAILPOINT": "step-finished-before-commit@job"},
+    )
+    assert killed.wait(60) == -signal.SIGKILL, killed.stderr()
+    batch = BATCH_LINE.search(killed.stderr())
+    assert batch is not None
+    before = ws.runs()
+    assert len(before) <= 2 and {r["status"] for r in before} <= {"interrupted"}
+
+    resumed = ws.cli("resume", batch[1], timeout=120)
+    assert resumed.code == 0, resumed.stderr
+    lines = {line["row"]: line for line in lines_of(resumed.stdout)}
+    assert sorted(lines) == [1, 2, 3, 4]
+    assert {r["id"] for r in before} <= {line["run"] for line in lines.values()}
+    assert len(ws.runs()) == 4
+    for row, line in lines.items():
+        jobs = server.jobs_of(line["run"])
+        assert len(jobs) == 1, (row, jobs)
+        assert line["merge_fields"]["wait"]["id"] == jobs[0]["id"]
