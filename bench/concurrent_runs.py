@@ -28,7 +28,8 @@ Printed: runs per second; the CPU seconds of the client side (the steprun proces
 the bare loop) and of the server; p50/p99 latency of each step (``duration_ms`` of the
 step reports, and the same phases timed in the bare loops); the steprun process's peak
 RSS (``ru_maxrss`` of that child, from ``os.wait4``); the overhead, steprun's time over
-each bare loop's. Targets (issue 5): overhead under 20 %, peak RSS under 300 MB.
+each bare loop's. Targets (issue 5): overhead under 20 %, peak RSS under 300 MB; issue 14
+(``--runs 200 --concurrency 200``): at most 1.3x the bare loop's time, peak RSS 150 MB.
 Best of ``--repeat``. Nothing is asserted: the machines here are shared and noisy.
 """
 
@@ -369,6 +370,18 @@ def main() -> None:
             f"({'within' if overhead < 20 else 'OVER'})"
         )
     print(f"target: steprun peak RSS < 300 MB: {rss:.0f} MB ({'within' if rss < 300 else 'OVER'})")
+    # Issue 14 goal 6, for 200 runs at --concurrency 200: the command's time at most 1.3x
+    # the bare loop's, in at most 150 MB.
+    for name, floor in (("bare loop", bare), ("gated bare loop", gated)):
+        ratio = engine.seconds / floor.seconds
+        print(
+            f"target (issue 14): steprun <= 1.3x the {name}'s time: {ratio:.2f}x "
+            f"({'within' if ratio <= 1.3 else 'OVER'})"
+        )
+    print(
+        f"target (issue 14): steprun peak RSS <= 150 MB: {rss:.0f} MB "
+        f"({'within' if rss <= 150 else 'OVER'})"
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,11 @@ Each is sent three ways:
     the flow's inputs (``{{ inputs.job_id }}``), run with ``Runtime.run``: per step the
     runner renders the config and checks it (every step renders the same config here, so
     the runtime's memo of valid configs spares all but the first jsonschema check), runs
-    the step, and reports; validation of the flow is done before timing. No run store
-    (bench/concurrent_runs.py measures durable runs).
+    the step, and reports; validation of the flow is done before timing. No run store.
+  - that flow, durable: the same flow started with ``durable.start`` on a fresh SQLite run
+    store (WAL, synchronous=FULL), as ``steprun run`` does. Issue 14's target: the engine's
+    overhead per step (this row's time per request minus the bare loop's) at most 0.5x
+    the bare call (stretch: 0.25x).
 
 Against ``steprun serve-local`` (uvicorn on 127.0.0.1, started here as a subprocess on port
 0, with an API key) and, unless ``--no-in-process``, against the embedded backend
@@ -34,8 +37,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,6 +58,8 @@ from pydantic import SecretStr
 
 from steprun.runtime import Runtime
 from steprun.runtime.authorizations import LOCAL_BASE_URL, Authorization
+from steprun.runtime.durable import start
+from steprun.runtime.store import RunStore
 
 RETRIEVE = "openai.retrieve_fine_tuning_job"
 REQUEST = "openai.request_fine_tuned_model"
@@ -104,12 +111,13 @@ def templated_flow(
     }
 
 
-async def timed(n: int, send: Callable[[], Awaitable[None]]) -> float:
+async def timed(n: int, send: Callable[[], Awaitable[None]]) -> tuple[float, float]:
+    """Wall and CPU seconds (of this process) of ``n`` sends."""
     await send()  # warm: connection, caches, lazily built backend model
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     for _ in range(n):
         await send()
-    return time.perf_counter() - began
+    return time.perf_counter() - began, time.process_time() - cpu
 
 
 class Target:
@@ -164,20 +172,34 @@ class Target:
             templated_flow(kind, n, self.flow_authorization, self.job_id, self.model)
         )
 
-        async def whole_flow() -> float:
-            began = time.perf_counter()
-            result = await self.runtime.run(flow)
-            took = time.perf_counter() - began
+        async def whole_flow(durable: bool) -> tuple[float, float]:
+            with tempfile.TemporaryDirectory(prefix="steprun-bench-") as tmp:
+                store = RunStore(Path(tmp) / "runs.db") if durable else None
+                try:
+                    began, cpu = time.perf_counter(), time.process_time()
+                    if store is not None:
+                        result = await start(self.runtime, store, flow, inputs={})
+                    else:
+                        result = await self.runtime.run(flow)
+                    took = time.perf_counter() - began, time.process_time() - cpu
+                finally:
+                    if store is not None:
+                        store.close()
             if result.status != "succeeded":
                 raise SystemExit(f"the {kind} flow failed: {result.error}")
             return took
 
-        best = dict.fromkeys(("bare", "run_step", "flow"), float("inf"))
+        best = dict.fromkeys(("bare", "run_step", "flow", "durable"), float("inf"))
         for _ in range(repeat):
             # Interleaved, so that a noisy moment on the machine hits every row alike.
-            best["bare"] = min(best["bare"], await timed(n, bare))
-            best["run_step"] = min(best["run_step"], await timed(n, one_step))
-            best["flow"] = min(best["flow"], await whole_flow())
+            for key, (wall, cpu) in (
+                ("bare", await timed(n, bare)),
+                ("run_step", await timed(n, one_step)),
+                ("flow", await whole_flow(durable=False)),
+                ("durable", await whole_flow(durable=True)),
+            ):
+                best[key] = min(best[key], wall)
+                best[f"{key}_cpu"] = min(best.get(f"{key}_cpu", float("inf")), cpu)
         return best
 
 
@@ -277,11 +299,13 @@ def main() -> None:
     )
     print(
         f"  {'backend':<12} {'request':<11} {'path':<28} {'req/s':>8} {'µs/req':>8} {'vs bare':>8}"
+        f" {'CPU µs/req':>11}"
     )
     labels = {
         "bare": "bare httpx loop",
         "run_step": "steps: Runtime.run_step",
         "flow": "steps: flow of N steps",
+        "durable": "steps: that flow, durable",
     }
     for backend, kind, best in rows:
         for key, label in labels.items():
@@ -289,9 +313,26 @@ def main() -> None:
             ratio = best["bare"] / best[key]
             print(
                 f"  {backend:<12} {kind:<11} {label:<28} {rate:8.0f} "
-                f"{best[key] / args.requests * 1e6:8.0f} {ratio:8.2f}"
+                f"{best[key] / args.requests * 1e6:8.0f} {ratio:8.2f} "
+                f"{best[f'{key}_cpu'] / args.requests * 1e6:11.0f}"
             )
-    print("vs bare: the steps' requests per second over the bare loop's (1.00 = no cost)")
+    print(
+        "vs bare: the steps' requests per second over the bare loop's (1.00 = no cost); "
+        "CPU: this process's CPU time per request (best of the runs; the server's is apart)"
+    )
+    for backend, kind, best in rows:
+        # Issue 14 goal 1: what the engine adds to each step of a durable flow, as a
+        # fraction of the bare request it wraps.
+        ratio = (best["durable"] - best["bare"]) / best["bare"]
+        verdict = "within" if ratio <= 0.5 else "OVER"
+        stretch = "within" if ratio <= 0.25 else "not yet"
+        cpu = (best["durable_cpu"] - best["bare_cpu"]) / args.requests * 1e6
+        print(
+            f"target ({backend}, {kind}): engine overhead per durable step <= 0.5x the bare "
+            f"call: {(best['durable'] - best['bare']) / args.requests * 1e6:.0f} µs = "
+            f"{ratio:.2f}x ({verdict}; stretch 0.25x: {stretch}); in CPU, {cpu:.0f} µs = "
+            f"{cpu / (best['bare'] / args.requests * 1e6):.2f}x the bare call's time"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ its text through it, so a secret that an API echoes back is still never shown.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -98,12 +99,15 @@ def resolve(
 class Redactor:
     """Masks known secret values in text and in JSON-like data."""
 
-    __slots__ = ("_forms", "_pattern", "_secrets")
+    __slots__ = ("_forms", "_pattern", "_secrets", "_shortest")
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
         self._forms: set[str] = set()  # regular expressions, one per form of a secret
         self._pattern: re.Pattern[str] | None = None
+        # No form of any secret matches fewer characters: shorter strings are left as they
+        # are without running the expression (most strings of an API's answer are short).
+        self._shortest = 0
 
     def __bool__(self) -> bool:
         return bool(self._secrets)
@@ -112,12 +116,14 @@ class Redactor:
         if len(secret) < _MIN_SECRET or secret in self._secrets:
             return
         self._secrets.add(secret)
-        self._forms.update(_forms(secret))
+        forms, shortest = _forms_of(secret)
+        self._forms.update(forms)
+        self._shortest = min(self._shortest or shortest, shortest)
         # Longest first: a form that contains another is masked whole.
         self._pattern = re.compile("|".join(sorted(self._forms, key=len, reverse=True)))
 
     def text(self, value: str) -> str:
-        if self._pattern is None:
+        if self._pattern is None or len(value) < self._shortest:
             return value
         return self._pattern.sub(MASK, value)
 
@@ -137,22 +143,40 @@ class Redactor:
         return value
 
 
+@functools.lru_cache(maxsize=32)
+def _forms_of(secret: str) -> tuple[frozenset[str], int]:
+    """The forms of a secret and the fewest characters any of them matches, computed once
+    per process: each step's API client registers its key with a redactor of its own, and
+    building the forms cost more than the rest of the client."""
+    forms = _forms(secret)
+    shortest = min([len(secret), *(len(c) for c in _base64_cores(secret))])
+    return frozenset(forms), shortest
+
+
 def _forms(secret: str) -> set[str]:
     """Regular expressions for the forms a secret takes when a server echoes it back: as
     it is, URL-encoded, JSON-escaped in any way a JSON encoder may choose (``\\/``,
     ``\\u002b``, ``\\"``), and base64-encoded (standard or URL-safe), also inside a
     longer base64 text such as ``Basic base64(user:key)``."""
     forms = {re.escape(quote(secret, safe="")), _json_escaped(secret)}
+    for core in _base64_cores(secret):
+        forms.add(re.escape(core))
+        forms.add(re.escape(core.translate(_URLSAFE)))
+    return forms
+
+
+def _base64_cores(secret: str) -> list[str]:
+    """The secret's base64 text at each of the three alignments, long enough to mask."""
     raw = secret.encode("utf-8")
+    cores = []
     for offset in range(3):
         # Encoded after `offset` other bytes, the secret's bits start mid-character; keep
         # only the characters made of the secret's bits alone.
         encoded = base64.b64encode(bytes(offset) + raw).decode("ascii").rstrip("=")
         core = encoded[-(-8 * offset // 6) : 8 * (offset + len(raw)) // 6]
         if len(core) >= _MIN_BASE64:
-            forms.add(re.escape(core))
-            forms.add(re.escape(core.translate(_URLSAFE)))
-    return forms
+            cores.append(core)
+    return cores
 
 
 def _json_escaped(secret: str) -> str:

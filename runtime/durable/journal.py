@@ -14,7 +14,8 @@ A step with ``effect="none"`` only reads, so it is **not** committed on its own:
 and result are held in memory (``pending``) and go to the store with the next commit,
 which comes before the next step with an effect, with a checkpoint, a persisted wake-up
 time, the end of the run, or once what is held is ``COMMIT_SECONDS`` old (checked at each
-step boundary and each sleep; ``STEPRUN_COMMIT_INTERVAL`` sets it). Why that is safe: a
+step boundary, sleep and log line; ``STEPRUN_COMMIT_INTERVAL`` sets it; that timed commit
+is not waited for, and the next commit waits for it first). Why that is safe: a
 crash loses at most the pure steps run since the last commit, and every commit is a
 consistent state of the run (its row, merge fields and attempts as they were at one
 instant), so a resume continues from that state and runs those pure steps again. Running
@@ -138,6 +139,7 @@ class StoreJournal:
         self._commit_seconds = commit_seconds
         self._cancel_checked = -CANCEL_CHECK_SECONDS
         self._pending = Pending(run_id)
+        self._inflight: asyncio.Future[None] | None = None  # a timed commit not awaited yet
         self.commits = 0  # how many commits this journal made (tests count them)
         self.released = False  # the run-finished write cleared the lease
 
@@ -147,6 +149,7 @@ class StoreJournal:
 
     async def _commit(self, extra: list[Op] | None = None) -> None:
         """Commit everything held (and ``extra``) in one transaction, and wait for it."""
+        await self._settle()
         if not self._pending and not extra:
             return
         ops = self._pending.ops()
@@ -157,9 +160,35 @@ class StoreJournal:
         self._pending.committed()
         self.commits += 1
 
+    async def _settle(self) -> None:
+        """Wait for the timed commit still in flight; raise what it met. Commits land in
+        order, and none is sent after one that failed: a later one must not leave the
+        store with a hole (a merge field only the failed one carried)."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            await inflight
+
+    def _send_held(self) -> None:
+        """Commit what is held without waiting for it (the timed commit): pure steps go on
+        while the disk works. One at a time; a failed one is raised by :meth:`_settle`."""
+        if self._inflight is not None or not self._pending:
+            return
+        ops = self._pending.ops()
+        self._pending.committed()
+        self.commits += 1
+        task = asyncio.ensure_future(self.store.write(ops, fence=(self.run_id, self.owner)))
+        # Its error is raised where it is awaited; never "exception was never retrieved".
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._inflight = task
+
     async def _commit_if_due(self) -> None:
-        if self._pending.age() >= self._commit_seconds:
+        if not self._commit_seconds:  # STEPRUN_COMMIT_INTERVAL=0: every boundary, waited for
             await self._commit()
+            return
+        if self._inflight is not None and self._inflight.done():
+            await self._settle()
+        if self._pending.age() >= self._commit_seconds:
+            self._send_held()
 
     async def _fail_at(self, point: str, step: FlowStep, *, commit: bool = False) -> None:
         if self._failpoint == f"{point}@{step.id}":
@@ -233,9 +262,12 @@ class StoreJournal:
             return
         self._pending.line(seq, line)
         if self._pending.age() >= self._commit_seconds:
-            # Sent without waiting (this must not block): `logs --follow` sees it soon, and
-            # a lost log line is not worth failing a step for.
-            self.store.write_soon(self._pending.take_lines(), fence=(self.run_id, self.owner))
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # logged from a step's own thread: the next boundary sends it
+                return
+            # A long step's lines reach `logs --follow` while it runs (this must not block).
+            self._send_held()
 
     async def sleep(self, state: RunState, step: FlowStep, seconds: float) -> None:
         wake_at = time.time() + seconds

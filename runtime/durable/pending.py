@@ -96,19 +96,6 @@ class Pending:
         if self.since is None:
             self.since = time.monotonic()
 
-    def take_lines(self) -> list[Op]:
-        """The held log lines alone (JSON), for a commit nobody waits for."""
-        lines, self._lines = self._lines, []
-        if not self._attempts and not self._fields and self._state is None:
-            self.since = None
-        return [
-            (
-                "INSERT INTO log_lines (run_id, attempt, line) VALUES (?,?,?)",
-                (self.run_id, seq, dump(line)),
-            )
-            for seq, line in lines
-        ]
-
     def ops(self) -> list[Op]:
         """Everything held, as statements; call :meth:`committed` once they are."""
         ops: list[Op] = []
@@ -178,7 +165,13 @@ class Pending:
                     ),
                 )
             )
-        ops += self.take_lines()
+        ops += [
+            (
+                "INSERT INTO log_lines (run_id, attempt, line) VALUES (?,?,?)",
+                (self.run_id, seq, dump(line)),
+            )
+            for seq, line in self._lines
+        ]
         return ops
 
     def committed(self) -> None:
@@ -190,6 +183,7 @@ class Pending:
                 self._stored.discard(seq)
         self._attempts.clear()
         self._fields.clear()
+        self._lines.clear()
         self._state = None
         self.since = None
 

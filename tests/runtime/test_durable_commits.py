@@ -123,6 +123,26 @@ def test_a_commit_interval_of_0_commits_every_step_boundary(tmp_path: Path) -> N
     assert fields == {"a": 1, "b": 2, "c": 3}
 
 
+def test_pure_steps_held_longer_than_the_interval_are_committed_on_the_way(
+    tmp_path: Path,
+) -> None:
+    # Each step sleeps 30 ms, past the 5 ms interval: every boundary finds a due commit,
+    # sent without waiting (one at a time), so more than the two of a held run, and the
+    # store ends complete.
+    sleepy = """
+    flow: sleepy
+    steps:
+      - {id: a, type: test.sleep, config: {seconds: 0.03}}
+      - {id: b, type: test.sleep, config: {seconds: 0.03}}
+      - {id: c, type: test.sleep, config: {seconds: 0.03}}
+    """
+    commits, attempts, fields = commits_of_a_run(tmp_path, sleepy, "5ms")
+
+    assert 2 < commits <= 1 + 3 * 2 + 1
+    assert attempts == [("a", "succeeded"), ("b", "succeeded"), ("c", "succeeded")]
+    assert fields == {"a": {"slept": 0.03}, "b": {"slept": 0.03}, "c": {"slept": 0.03}}
+
+
 def test_a_step_with_an_effect_commits_once_before_it_and_once_after(tmp_path: Path) -> None:
     commits, attempts, fields = commits_of_a_run(tmp_path, MIXED, "1h")
 
