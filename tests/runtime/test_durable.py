@@ -288,8 +288,10 @@ def test_two_processes_resuming_one_run_at_once_one_wins_and_one_job_exists(
 ) -> None:
     ws = Workspace(tmp_path / "two", server)
     # A long poll interval keeps the winner busy (sleeping until its wake-up time) while
-    # the loser tries: the loser can only meet a live lease, never a finished run.
-    args = ws.fine_tune(poll_interval="3s", max_poll_interval="3s")
+    # the loser tries: the loser can only meet a live lease, never a finished run. The
+    # wake-up time counts from the kill, and both resumes start up first (seconds on a
+    # loaded machine): 3 s sometimes let the winner finish before the loser looked.
+    args = ws.fine_tune(poll_interval="6s", max_poll_interval="6s")
     first = ws.spawn(*args)
     wait_for(lambda: (row := ws.step_started("wait")) and row["wake_at"], "the wait to sleep")
     first.kill()
