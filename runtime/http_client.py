@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 
+from .step import BEFORE_EFFECT, SAFE_METHODS
+
 # httpx's defaults, which the runtime's client has always had.
 MAX_CONNECTIONS = 100
 MAX_KEEPALIVE_CONNECTIONS = 20
@@ -83,6 +85,14 @@ class _ReleasingStream(httpx.AsyncByteStream):
                 release()
 
 
+async def _before_request(request: httpx.Request) -> None:
+    """A request that may have an effect waits until its step's start is durable."""
+    if request.method not in SAFE_METHODS:
+        before = BEFORE_EFFECT.get()
+        if before is not None:
+            await before()
+
+
 def new_client(
     *,
     transport: httpx.AsyncBaseTransport | None,
@@ -104,6 +114,7 @@ def new_client(
         mounts=mounts,
         timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
         follow_redirects=False,
+        event_hooks={"request": [_before_request]},
     )
 
 

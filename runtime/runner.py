@@ -24,7 +24,7 @@ from .errors import RunCancelled, StepError, StepTimeout, StoreError
 from .flow import END, INHERIT, Flow, FlowStep
 from .reports import Reporter, timestamp
 from .secrets import Redactor
-from .step import StepContext, StepLogger, StepResult, StepType
+from .step import BEFORE_EFFECT, StepContext, StepLogger, StepResult, StepType
 from .templates import TemplateProblem, is_template
 
 if TYPE_CHECKING:
@@ -110,6 +110,10 @@ class Journal(Protocol):
         self, state: RunState, step: FlowStep, data: dict[str, Any]
     ) -> None: ...
 
+    async def step_acting(self, state: RunState, step: FlowStep) -> None:
+        """A step with an effect is about to send a request that may have it: what the
+        journal holds of the step must be durable first (called for each such request)."""
+
     async def step_finished(
         self, state: RunState, step: FlowStep, report: dict[str, Any]
     ) -> None: ...
@@ -130,6 +134,9 @@ class NullJournal:
         return None
 
     async def step_checkpoint(self, state: RunState, step: FlowStep, data: dict[str, Any]) -> None:
+        return None
+
+    async def step_acting(self, state: RunState, step: FlowStep) -> None:
         return None
 
     async def step_finished(self, state: RunState, step: FlowStep, report: dict[str, Any]) -> None:
@@ -277,6 +284,11 @@ class Runner:
                 _sleep=lambda seconds: self.s.journal.sleep(state, step, seconds),
                 _checkpoint=lambda data: self.s.journal.step_checkpoint(state, step, data),
             )
+            acting = (
+                None
+                if step_type.effect == "none"
+                else BEFORE_EFFECT.set(lambda: self.s.journal.step_acting(state, step))
+            )
             try:
                 async with asyncio.timeout(timeout):
                     # Rendering counts against the timeouts: they stop a costly template.
@@ -293,6 +305,9 @@ class Runner:
                     f"step {step.id!r} did not finish within its timeout ({step.timeout:g} s); "
                     "raise the step's timeout if it needs longer"
                 ) from None
+            finally:
+                if acting is not None:
+                    BEFORE_EFFECT.reset(acting)
             output, chosen = (
                 (result.output, result.next) if isinstance(result, StepResult) else (result, None)
             )

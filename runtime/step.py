@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -26,7 +27,22 @@ if TYPE_CHECKING:
 #   "idempotent"  running it twice has the effect of once (cancel, delete): run it again;
 #   "reconcile"   must not be repeated blindly (create a job, upload a file): the step is
 #                 told it is resuming (context.resumed) and finds its earlier effect first.
+#   A step with an effect has its start committed (durable runs) before its first request
+#   through ``context.http`` that may have one (any method but GET, HEAD and OPTIONS), its
+#   first ``context.checkpoint``, or its end, whichever comes first: one whose effect goes
+#   another way (its own client, a file) checkpoints before it.
 Effect = Literal["none", "idempotent", "reconcile"]
+
+# Requests that have no effect (RFC 9110 safe methods): a step with an effect may send
+# these before its start is committed (a look-up before a create).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# While a step with an effect runs: what must be done before it sends a request that may
+# have one. Set by the runner (the journal commits the step's start), awaited by the
+# runtime's HTTP client (http_client.py); a context variable, so it follows the step's
+# task and the tasks it starts, and no other run's.
+BEFORE_EFFECT: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar(
+    "steprun_before_effect", default=None
+)
 
 ConfigPath = tuple[str | int, ...]
 
@@ -226,7 +242,9 @@ class StepContext:
 
 
 __all__ = [
+    "BEFORE_EFFECT",
     "LEVELS",
+    "SAFE_METHODS",
     "Effect",
     "StepContext",
     "StepFunction",

@@ -2,13 +2,18 @@
 
 The rule that makes a crash safe: nothing a step does outside the process is lost or done
 twice. So a step with an effect (``effect="idempotent"`` or ``"reconcile"``) has its
-"started" committed before it runs (so before any request is sent), with everything still
-held from the steps before it, and its result committed before the run moves on: one
-commit before the effect, one after (a ``context.checkpoint`` before its request is one
-more). A resumed run finds the last attempt "started" with no result and runs that step
-again with ``context.resumed = True``: idempotent steps repeat harmlessly, and steps with
-``effect="reconcile"`` (create a job, upload a file) first look for what the interrupted
-attempt did, using what it recorded with ``context.checkpoint``.
+"started" committed, with everything still held from the steps before it, before its
+first request that may have an effect (any method but GET, HEAD and OPTIONS through
+``context.http``: the runner tells the journal through ``step_acting``), its first
+``context.checkpoint`` or its end, whichever comes first; and its result committed before
+the run moves on. One commit before the effect, one after: a create step's look-up
+(GET) costs no commit, and its checkpoint (the tag to look for, before the request) is the
+commit that carries its start. A resumed run finds the last attempt "started" with no
+result and runs that step again with ``context.resumed = True``: idempotent steps repeat
+harmlessly, and steps with ``effect="reconcile"`` (create a job, upload a file) first look
+for what the interrupted attempt did, using what it recorded with ``context.checkpoint``.
+A step killed before its start was committed had sent nothing that may have an effect,
+and simply runs again.
 
 A step with ``effect="none"`` only reads, so it is **not** committed on its own: its start
 and result are held in memory (``pending``) and go to the store with the next commit,
@@ -212,15 +217,20 @@ class StoreJournal:
         saved = self._carried.pop(step.id, {})
         wake_at = self._wake.pop(step.id, None)
         self._pending.started(state, seq, step.id, step.type, attempt, saved, wake_at)
-        if not self._pure(step):
-            await self._commit()  # before its effect, with the pure steps held before it
-        else:
+        # A step with an effect commits its start (with the pure steps held before it) at
+        # step_acting, its checkpoint or its end: not here, so that a look-up it makes
+        # first costs nothing and its checkpoint is the one commit before its effect.
+        if self._pure(step):
             await self._commit_if_due()
         await self._fail_at("step-started", step, commit=True)
         if wake_at is not None and wake_at > time.time():
             # The interrupted attempt was waiting (a poll interval, a Retry-After): keep
             # its wake-up time instead of hammering the API right after a restart.
             await self._sleep_until(wake_at)
+
+    async def step_acting(self, state: RunState, step: FlowStep) -> None:
+        if self._pending.holds_start(self._current[step.id]):
+            await self._commit()
 
     async def step_checkpoint(self, state: RunState, step: FlowStep, data: dict[str, Any]) -> None:
         self._pending.saved(state, self._current[step.id], data)

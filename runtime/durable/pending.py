@@ -69,6 +69,10 @@ class Pending:
         )
         self.touch(state)
 
+    def holds_start(self, seq: int) -> bool:
+        """Whether attempt ``seq`` has started and its row is not in the store yet."""
+        return seq in self._attempts and seq not in self._stored
+
     def _attempt(self, seq: int) -> _Attempt:
         found = self._attempts.get(seq)
         if found is None:  # committed earlier: only what changes now is written

@@ -88,9 +88,21 @@ async def append(config: dict[str, Any], context: StepContext) -> Any:
     line = f"{context.run_id} {config['text']}\n"
     if context.resumed and path.exists() and line in path.read_text(encoding="utf-8"):
         return {"appended": False}
+    # Its effect does not go through context.http: it checkpoints first, as a step must.
+    await context.checkpoint(appending=line)
     with path.open("a", encoding="utf-8") as handle:
         handle.write(line)
     return {"appended": True}
+
+
+async def http_effect(config: dict[str, Any], context: StepContext) -> Any:
+    """A create-like step: a look-up (GET), then the request with the effect (POST),
+    with a checkpoint before it if the config asks."""
+    await context.http.get(config["url"])
+    if config.get("checkpoint"):
+        await context.checkpoint(tag=context.run_id)
+    response = await context.http.post(config["url"], json={"tag": context.run_id})
+    return {"status": response.status_code}
 
 
 STEP_TYPES = [
@@ -115,6 +127,18 @@ STEP_TYPES = [
             "type": "object",
             "required": ["path", "text"],
             "properties": {"path": {"type": "string"}, "text": {"type": "string"}},
+        },
+    ),
+    StepType(
+        type="test.http_effect",
+        title="Look up, then POST",
+        version="1.0.0",
+        run=http_effect,
+        effect="reconcile",
+        schema={
+            "type": "object",
+            "required": ["url"],
+            "properties": {"url": {"type": "string"}, "checkpoint": {"type": "boolean"}},
         },
     ),
     StepType(type="test.crash", title="Crash", version="1.0.0", run=crash, schema=OPEN),

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import Callable
 from contextlib import closing
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +154,72 @@ def test_a_step_with_an_effect_commits_once_before_it_and_once_after(tmp_path: P
     assert {status for _, status in attempts} == {"succeeded"}
     assert fields["d"] == 4 and fields["mark"] == {"appended": True}
     assert (tmp_path / "effects.txt").read_text().count("mark") == 1
+
+
+class StoreWatcher(ThreadingHTTPServer):
+    """A server on 127.0.0.1 that notes, for each request, the attempts the run store
+    holds as it arrives: what was committed before the request was sent."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = store
+        self.seen: list[tuple[str, list[tuple[str, str]]]] = []
+        super().__init__(("127.0.0.1", 0), _Watching)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/things"
+
+
+class _Watching(BaseHTTPRequestHandler):
+    server: StoreWatcher
+
+    def _note(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with closing(sqlite3.connect(self.server.store)) as conn:
+            rows = conn.execute("SELECT step_id, status FROM attempts ORDER BY seq").fetchall()
+        self.server.seen.append((self.command, rows))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST = _note
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize("checkpoint", [True, False], ids=["checkpointed", "not-checkpointed"])
+def test_a_create_like_step_commits_its_start_before_its_post_and_not_before_its_lookup(
+    tmp_path: Path, checkpoint: bool
+) -> None:
+    watcher = StoreWatcher(tmp_path / "runs.db")
+    try:
+        flow = f"""
+        flow: create
+        steps:
+          - {{id: a, type: core.set, config: {{value: 1}}}}
+          - id: create
+            type: test.http_effect
+            config: {{url: "{watcher.url}", checkpoint: {str(checkpoint).lower()}}}
+          - {{id: b, type: core.set, config: {{value: 2}}}}
+        """
+        commits, attempts, _ = commits_of_a_run(tmp_path, flow, "1h")
+    finally:
+        watcher.shutdown()
+        watcher.server_close()
+
+    # The look-up found nothing committed yet (`a` is held too); the POST found the step's
+    # start (and `a`) in the store.
+    assert watcher.seen == [
+        ("GET", []),
+        ("POST", [("a", "succeeded"), ("create", "started")]),
+    ]
+    # Recorded; the start (at the checkpoint, or at the POST); the result; the end.
+    assert commits == 4
+    assert attempts == [("a", "succeeded"), ("create", "succeeded"), ("b", "succeeded")]
 
 
 def test_a_bad_commit_interval_is_refused_before_the_run_is_recorded(

@@ -60,9 +60,13 @@ def test_a_process_that_lost_its_lease_stops_without_writing(tmp_path: Path) -> 
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if db.exists() and _query(
-                db, "SELECT 1 FROM attempts WHERE step_id = 'wait' AND status = 'started'"
-            ):
+            try:
+                found = db.exists() and _query(
+                    db, "SELECT 1 FROM attempts WHERE step_id = 'wait' AND status = 'started'"
+                )
+            except sqlite3.OperationalError:  # the file exists, its tables not yet
+                found = False
+            if found:
                 break
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.1)
