@@ -27,7 +27,7 @@ import pytest
 
 from steprun.runtime import Runtime, hookimpl
 from steprun.runtime.durable import start
-from steprun.runtime.store import RunStore
+from steprun.runtime.store import open_store
 
 CANARY = "sk-canary-" + "7f3a9c" * 6
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,7 +170,7 @@ def run_in_process(base_url: str, tmp_path: Path) -> tuple[str, Any]:
     runtime = Runtime(plugins=[hook], environ={**os.environ, "CANARY_KEY": CANARY})
     console = io.StringIO()
     report = tmp_path / "report.jsonl"
-    store = RunStore(tmp_path / "runs.db")
+    store = open_store(tmp_path / "runs.db")
 
     async def main() -> Any:
         try:

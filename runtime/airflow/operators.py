@@ -106,9 +106,9 @@ class SteprunFlowOperator(BaseOperator):
                 if self.state is None:
                     return await runtime.run(loaded, inputs=self.inputs, authorizations=specs)
                 from ..runtime import durable
-                from ..runtime.store import RunStore
+                from ..runtime.store import open_store
 
-                store = RunStore(Path(self.state))
+                store = open_store(self.state)
                 try:
                     run_id = _run_id(context)
                     try:

@@ -88,7 +88,7 @@ def _refuse(bad: list[str]) -> None:
 
 def run_batch(
     runtime: Any,
-    state_path: Path | None,
+    state: str | None,
     flow: Any,
     rows: Rows,
     *,
@@ -132,12 +132,12 @@ def run_batch(
             )
 
     active: set[int] = set()
-    _finish(batch_id, _driven(runtime, state_path, batch_id, work, active), quiet)
+    _finish(batch_id, _driven(runtime, state, batch_id, work, active), quiet)
 
 
 def resume_batch(
     runtime: Any,
-    state_path: Path | None,
+    state: str | None,
     batch_id: str,
     *,
     authorizations: dict[str, Any] | None,
@@ -164,13 +164,13 @@ def resume_batch(
                 active=active,
             )
 
-    store = open_store(state_path)
+    store = open_store(state)
     try:
         batch_id = store.batch(batch_id).id  # a prefix names it; an unknown id exits 2 here
     finally:
         store.close()
     active: set[int] = set()
-    _finish(batch_id, _driven(runtime, state_path, batch_id, work, active), quiet=False)
+    _finish(batch_id, _driven(runtime, state, batch_id, work, active), quiet=False)
 
 
 class _sink:
@@ -199,12 +199,12 @@ def _echo(outcome: Any) -> None:
 
 
 def _driven(
-    runtime: Any, state_path: Path | None, batch_id: str, work: Any, active: set[int]
+    runtime: Any, state: str | None, batch_id: str, work: Any, active: set[int]
 ) -> list[Any]:
     try:
-        found: list[Any] = drive(runtime, state_path, work)
+        found: list[Any] = drive(runtime, state, work)
     except KeyboardInterrupt:
-        _interrupted(state_path, batch_id, active)
+        _interrupted(state, batch_id, active)
         raise  # not reached: _interrupted exits
     return found
 
@@ -223,7 +223,7 @@ def _finish(batch_id: str, outcomes: list[Any], quiet: bool) -> None:
         sys.exit(EXIT_FAILED)
 
 
-def _interrupted(state_path: Path | None, batch_id: str, active: set[int]) -> None:
+def _interrupted(state: str | None, batch_id: str, active: set[int]) -> None:
     """Ctrl-C: name the batch, the runs in flight and the command that continues it (130).
 
     The runs are read back from the store: a row whose run was being recorded when the
@@ -232,7 +232,7 @@ def _interrupted(state_path: Path | None, batch_id: str, active: set[int]) -> No
     from ..errors import StoreError
 
     try:
-        store = open_store(state_path)
+        store = open_store(state)
         try:
             rows = store.batch(batch_id).rows
         finally:

@@ -139,10 +139,11 @@ def cli() -> None:
 
 STATE_OPTION = click.option(
     "--state",
-    "state_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    "state",
+    metavar="PATH|URL",
     envvar="STEPRUN_STATE",
-    help="The run store (SQLite). Default: ~/.local/state/steprun/runs.db, or $STEPRUN_STATE.",
+    help="The run store: an SQLite file, or postgresql://USER@HOST/DB (the postgres extra). "
+    "Default: ~/.local/state/steprun/runs.db, or $STEPRUN_STATE.",
 )
 
 
@@ -166,10 +167,10 @@ LOG_LEVEL_OPTION = click.option(
 )
 
 
-def open_store(state_path: Path | None) -> Any:
-    from ..store import RunStore, default_path
+def open_store(state: str | None) -> Any:
+    from ..store import open_store as open_run_store
 
-    return RunStore(state_path or default_path())
+    return open_run_store(state)
 
 
 def session(auth_file: Path | None) -> tuple[Any, dict[str, Any] | None]:
@@ -186,7 +187,7 @@ def session(auth_file: Path | None) -> tuple[Any, dict[str, Any] | None]:
 LOCAL_STATE = "local-backend"
 
 
-def drive(runtime: Any, state_path: Path | None, work: Callable[[Any], Awaitable[T]]) -> T:
+def drive(runtime: Any, state: str | None, work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work(store)`` in an event loop, closing the runtime's client and the store.
 
     The embedded backend keeps its state beside the store: a run killed while its job
@@ -194,8 +195,8 @@ def drive(runtime: Any, state_path: Path | None, work: Callable[[Any], Awaitable
     """
     import asyncio
 
-    store = open_store(state_path)
-    runtime.local_state = store.path.parent / LOCAL_STATE
+    store = open_store(state)
+    runtime.local_state = store.folder / LOCAL_STATE
 
     async def main() -> T:
         try:

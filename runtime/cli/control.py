@@ -62,7 +62,7 @@ def resume(
     auth_file: Path | None,
     report_file: Path | None,
     log_level: str | None,
-    state_path: Path | None,
+    state: str | None,
 ) -> None:
     """Continue RUN_ID where it stopped: after a crash, a kill, or a failed step.
 
@@ -89,7 +89,7 @@ def resume(
     if is_batch:
         resume_batch(
             runtime,
-            state_path,
+            state,
             run_id,
             authorizations=extra,
             concurrency=concurrency,
@@ -100,7 +100,7 @@ def resume(
     with interrupted_says_how_to_resume(run_id):
         result = drive(
             runtime,
-            state_path,
+            state,
             lambda store: durable.resume(
                 runtime,
                 store,
@@ -126,14 +126,14 @@ def resume(
 )
 @STATE_OPTION
 @handled
-def cancel(run_id: str, cancel_jobs: bool, auth_file: Path | None, state_path: Path | None) -> None:
+def cancel(run_id: str, cancel_jobs: bool, auth_file: Path | None, state: str | None) -> None:
     """Stop RUN_ID (a live process stops at its next step or wait); print the outcome as JSON."""
     from .. import durable
 
     runtime, extra = session(auth_file)
     outcome = drive(
         runtime,
-        state_path,
+        state,
         lambda store: durable.cancel(
             runtime,
             store,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -31,7 +30,7 @@ from .common import STATE_OPTION, cli, handled, open_store
 @handled
 @click.pass_context
 def runs(
-    ctx: click.Context, as_json: bool, limit: int, batch_id: str | None, state_path: Path | None
+    ctx: click.Context, as_json: bool, limit: int, batch_id: str | None, state: str | None
 ) -> None:
     """List recent runs: id, status, flow, current step, started, duration.
 
@@ -42,9 +41,9 @@ def runs(
     if ctx.invoked_subcommand is not None:
         return  # `steprun runs prune`
     if batch_id is not None:
-        _batch(batch_id, as_json, state_path)
+        _batch(batch_id, as_json, state)
         return
-    store = open_store(state_path)
+    store = open_store(state)
     try:
         found = store.runs(limit)
         rows = [r.public() for r in found]
@@ -77,9 +76,9 @@ def runs(
             )
 
 
-def _batch(batch_id: str, as_json: bool, state_path: Path | None) -> None:
+def _batch(batch_id: str, as_json: bool, state: str | None) -> None:
     """A batch's rows in row order; on stderr, how to continue it if a row is unfinished."""
-    store = open_store(state_path)
+    store = open_store(state)
     try:
         batch = store.batch(batch_id)
     finally:
@@ -144,12 +143,12 @@ def _table(lines: list[list[str]]) -> None:
 )
 @STATE_OPTION
 @handled
-def show(run_id: str, as_json: bool, state_path: Path | None) -> None:
+def show(run_id: str, as_json: bool, state: str | None) -> None:
     """Show a run: its inputs, its steps in the order they ran with status and duration,
     and its merge fields in that order (redacted)."""
     from ..durations import format_duration
 
-    store = open_store(state_path)
+    store = open_store(state)
     try:
         row = store.run(run_id)
         attempts = store.attempts(row.id)
@@ -204,13 +203,13 @@ def _when(seconds: float) -> str:
 )
 @STATE_OPTION
 @handled
-def logs(run_id: str, follow: bool, state_path: Path | None) -> None:
+def logs(run_id: str, follow: bool, state: str | None) -> None:
     """Print a run's log lines and step reports from the run store (live with --follow)."""
     import time
 
     from ..reports import log_line_text, step_line_text
 
-    store = open_store(state_path)
+    store = open_store(state)
     try:
         row = store.run(run_id)
         click.echo(f"run {row.id} of flow {row.flow!r}")

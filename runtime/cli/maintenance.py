@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from .common import STATE_OPTION, cli, handled, open_store
@@ -13,22 +11,25 @@ from .inspect import runs
 @cli.command()
 @STATE_OPTION
 @handled
-def check(state_path: Path | None) -> None:
+def check(state: str | None) -> None:
     """Check the run store's integrity, reading all of it.
 
     Opening the store checks it only after a process that had it open ended without
     closing it (killed, crashed, power cut); run this after a disk or copy problem.
     """
-    from ..store import failures
+    from ..errors import StoreError
+    from ..store import SQLiteStore, failures
 
-    store = open_store(state_path)
+    store = open_store(state)
     try:
         problems = store.check()
     finally:
         store.close()
-    if problems:
+    if problems and isinstance(store, SQLiteStore):
         raise failures.damaged(store.path, "; ".join(problems[:3]))
-    click.echo(f"run store {store.path}: ok", err=True)
+    if problems:
+        raise StoreError(f"the run store {store.location}: {'; '.join(problems[:3])}")
+    click.echo(f"run store {store.location}: ok", err=True)
 
 
 @runs.command()
@@ -41,7 +42,7 @@ def check(state_path: Path | None) -> None:
 )
 @STATE_OPTION
 @handled
-def prune(older_than: str, state_path: Path | None) -> None:
+def prune(older_than: str, state: str | None) -> None:
     """Delete finished runs (succeeded, failed, cancelled) older than --older-than.
 
     Runs still running, or left running by a crash, are kept: resume or cancel them.
@@ -54,13 +55,13 @@ def prune(older_than: str, state_path: Path | None) -> None:
         seconds = parse_duration(older_than)
     except ValueError as exc:
         raise InvalidInput(f"--older-than: {exc}") from None
-    store = open_store(state_path)
+    store = open_store(state)
     try:
         count = store.prune(seconds)
     finally:
         store.close()
     click.echo(
-        f"pruned {count} finished run(s) older than {older_than} from {store.path}", err=True
+        f"pruned {count} finished run(s) older than {older_than} from {store.location}", err=True
     )
 
 

@@ -69,7 +69,7 @@ def run(
     auth_file: Path | None,
     report_file: Path | None,
     log_level: str | None,
-    state_path: Path | None,
+    state: str | None,
 ) -> None:
     """Validate FLOW, then run it durably; print its merge fields as JSON on stdout.
 
@@ -110,7 +110,7 @@ def run(
         check_rows(loaded, rows, inputs_file, set(values))
         run_batch(
             runtime,
-            state_path,
+            state,
             loaded,
             rows,
             inputs_file=inputs_file,
@@ -140,7 +140,7 @@ def run(
         )
 
     with interrupted_says_how_to_resume(run_id):
-        finish(drive(runtime, state_path, one), output=output, quiet=quiet)
+        finish(drive(runtime, state, one), output=output, quiet=quiet)
 
 
 def cwd_paths(values: dict[str, Any]) -> dict[str, Any]:

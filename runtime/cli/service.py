@@ -161,7 +161,7 @@ def serve(
     auth_file: Path | None,
     webhook_secret_file: Path | None,
     step_timeout: float,
-    state_path: Path | None,
+    state: str | None,
 ) -> None:
     """Serve the steps over HTTP: an OpenAPI document, one-step calls, durable runs
     with live events and signed callbacks. Every route needs the bearer token."""
@@ -169,18 +169,21 @@ def serve(
     from ..service.callbacks import load_or_create_secret
     from ..service.server import read_or_create_token
     from ..service.server import serve as run_server
-    from ..store import default_path
+    from ..store import default_state, state_folder
 
-    state = (state_path or default_path()).resolve()
-    token, token_at = read_or_create_token(token_file, state.parent)
-    secret_at = webhook_secret_file or state.parent / "webhook.secret"
+    store: str | Path = default_state() if state is None else state
+    if isinstance(store, Path) or "://" not in store:
+        store = Path(store).expanduser().resolve()
+    folder = state_folder(store)
+    token, token_at = read_or_create_token(token_file, folder)
+    secret_at = webhook_secret_file or folder / "webhook.secret"
     secret = load_or_create_secret(secret_at)
     click.echo(f"steprun: bearer token in {token_at}", err=True)
     click.echo(f"steprun: callbacks are signed with the secret in {secret_at}", err=True)
     run_server(
         ServiceSettings(
             token=token,
-            state_path=state,
+            state_path=store,
             webhook_secret=secret,
             authorizations_file=auth_file.resolve() if auth_file else None,
             base_dir=Path.cwd(),

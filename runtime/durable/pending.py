@@ -146,7 +146,8 @@ class Pending:
         if state is not None:
             ops += [
                 (
-                    "INSERT OR REPLACE INTO merge_fields (run_id, name, value) VALUES (?,?,?)",
+                    "INSERT INTO merge_fields (run_id, name, value) VALUES (?,?,?) "
+                    "ON CONFLICT (run_id, name) DO UPDATE SET value = excluded.value",
                     (self.run_id, name, dump(state.merge_fields[name])),
                 )
                 for name in self._fields
@@ -154,7 +155,7 @@ class Pending:
             now = time.time()
             ops.append(
                 (
-                    "UPDATE runs SET position = ?, authorization = ?, error = ?, failure = ?, "
+                    'UPDATE runs SET position = ?, "authorization" = ?, error = ?, failure = ?, '
                     "executed = ?, status = ?, updated = ?, lease_until = ? WHERE id = ?",
                     (
                         state.position,

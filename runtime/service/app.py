@@ -40,7 +40,9 @@ KEEPALIVE_SECONDS = 15.0
 @dataclass(frozen=True)
 class ServiceSettings:
     token: str
-    state_path: Path  # the run store; the service's own records sit beside it
+    # The run store (a file, or a PostgreSQL URL); the service's own records sit in its
+    # folder (store.folder).
+    state_path: Path | str
     webhook_secret: str
     authorizations_file: Path | None = None
     base_dir: Path = Path(".")  # relative file paths in configs and flows start here
@@ -57,7 +59,7 @@ class Service:
     def __init__(self, settings: ServiceSettings) -> None:
         from ..authorizations import read_authorizations_file
         from ..runtime import Runtime
-        from ..store import RunStore
+        from ..store import open_store
 
         self.settings = settings
         self.hub = EventHub()
@@ -67,12 +69,12 @@ class Service:
             if settings.authorizations_file
             else None
         )
-        self.store = RunStore(settings.state_path)
+        self.store = open_store(settings.state_path)
         # `provider: local` keeps its files and jobs beside the run store, in the folder the
         # CLI uses (cli/common.py LOCAL_STATE): a service restarted mid-run, or a
         # `steprun resume` of its run, finds the same job.
-        self.runtime.local_state = settings.state_path.parent / "local-backend"
-        self.records = Records(settings.state_path.parent / "service.db")
+        self.runtime.local_state = self.store.folder / "local-backend"
+        self.records = Records(self.store.folder / "service.db")
         self.callbacks = Callbacks(
             self.records,
             settings.webhook_secret,

@@ -8,7 +8,6 @@ index on the pair lets exactly one run ever start a row.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -91,18 +90,19 @@ def row_started_ops(run_id: str, batch_id: str, row: int) -> list[Op]:
 
 
 def read(
-    conn: sqlite3.Connection,
-    path: Path,
+    fetch: Callable[[str, Sequence[Any]], list[tuple[Any, ...]]],
+    path: str | Path,
     batch_id: str,
     runs_of: Callable[[str], list[RunRow]],
 ) -> Batch:
-    """The batch ``batch_id`` (or the one it is a prefix of), its rows in row order."""
-    found = conn.execute(
+    """The batch ``batch_id`` (or the one it is a prefix of), its rows in row order;
+    ``fetch`` is the store's read (either backend)."""
+    found = fetch(
         "SELECT id, flow, flow_file, flow_text, flow_hash, base_dir, inputs_file, "
         "authorizations_file, concurrency, started FROM batches WHERE id = ? OR id LIKE ? "
         "ORDER BY id = ? DESC LIMIT 2",
         (batch_id, batch_id + "%", batch_id),
-    ).fetchall()
+    )
     if not found:
         raise StoreError(
             f"no batch {batch_id!r} in {path}; `steprun run FLOW --inputs-file ROWS` prints "
@@ -114,7 +114,7 @@ def read(
     runs = {r.batch_row: r for r in runs_of(b[0])}
     rows = [
         BatchRow(row=line, inputs=load(inputs, path, f"row {line}", b[0]), run=runs.get(line))
-        for line, inputs in conn.execute(
+        for line, inputs in fetch(
             "SELECT line, inputs FROM batch_rows WHERE batch_id = ? ORDER BY line", (b[0],)
         )
     ]

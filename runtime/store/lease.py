@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
 
 from ..errors import StoreError
 
@@ -41,11 +43,10 @@ class LeaseLost(StoreError):
     exit_code = 1
 
 
-def check_fence(conn: sqlite3.Connection, fence: Fence) -> None:
-    """Raise LeaseLost unless the fence's owner still holds its run's lease."""
+def check_fence(fence: Fence, holder: str | None) -> None:
+    """Raise LeaseLost unless the fence's owner is ``holder``, who holds the lease now
+    (read by the backend in the transaction the fenced write commits in)."""
     run_id, owner = fence
-    row = conn.execute("SELECT lease_owner FROM runs WHERE id = ?", (run_id,)).fetchone()
-    holder = row[0] if row else None
     if holder != owner:
         taken = f"another process ({holder}) took it over" if holder else "its lease ended"
         raise LeaseLost(
@@ -56,4 +57,31 @@ def check_fence(conn: sqlite3.Connection, fence: Fence) -> None:
         )
 
 
-__all__ = ["LEASE_SECONDS", "Fence", "LeaseLost", "check_fence", "lease_owner", "owner_alive"]
+def lease_taken(
+    where: str, run_id: str, owner: str, row: Sequence[Any] | None, now: float | None = None
+) -> float:
+    """The new lease's expiry for ``owner``, given the run's ``(lease_owner, lease_until)``
+    row read under the backend's lock; StoreError if there is no such run or a live owner
+    holds it."""
+    if row is None:
+        raise StoreError(f"no run {run_id!r} in {where}; `steprun runs` lists them")
+    holder, until = row
+    now = time.time() if now is None else now
+    if holder and holder != owner and until and until > now and owner_alive(holder):
+        raise StoreError(
+            f"run {run_id} is being run by another process ({holder}, lease until "
+            f"{time.strftime('%H:%M:%S', time.localtime(until))}); wait for it to "
+            "finish, or stop it with `steprun cancel " + run_id + "`"
+        )
+    return now + LEASE_SECONDS
+
+
+__all__ = [
+    "LEASE_SECONDS",
+    "Fence",
+    "LeaseLost",
+    "check_fence",
+    "lease_owner",
+    "lease_taken",
+    "owner_alive",
+]

@@ -83,15 +83,20 @@ def dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def load(text: str, path: Path, what: str, run_id: str) -> Any:
+def load(text: str, where: str | Path, what: str, run_id: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
+        aside = ""
+        if "://" not in str(where):  # a file: it can be moved aside
+            aside = (
+                "; to start a new store instead, move the file aside (e.g. "
+                f"`mv {where} {where}.damaged`)"
+            )
         raise StoreError(
-            f"the run store {path} holds a damaged value ({what}) of run {run_id}: not JSON, "
+            f"the run store {where} holds a damaged value ({what}) of run {run_id}: not JSON, "
             "so that run cannot be shown or resumed safely; start it again as a new run. "
-            "Other runs in the store are not affected; to start a new store instead, move "
-            f"the file aside (e.g. `mv {path} {path}.damaged`)."
+            f"Other runs in the store are not affected{aside}."
         ) from None
 
 

@@ -8,24 +8,26 @@ two hundred, and the event loop never blocks on the disk.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
-from . import failures
-from .lease import Fence, LeaseLost, check_fence
+from .lease import Fence, LeaseLost
 
 if TYPE_CHECKING:
-    from .runstore import RunStore
+    from .base import RunStore
 
 Op = tuple[str, Sequence[Any]]
 
 
 class Writer:
-    """The one thread that writes: batches whatever is queued into one transaction."""
+    """The one thread that writes: batches whatever is queued into one transaction.
+
+    The same loop serves both backends; the store's hooks say how to connect, begin a
+    transaction, check a fence and tell a refused write from a failed store.
+    """
 
     def __init__(self, store: RunStore) -> None:
         self._store = store
@@ -35,6 +37,7 @@ class Writer:
         # Set when the writer cannot even open the store: every write fails with it at once
         # (instead of waiting forever for a thread that is gone).
         self._broken: StoreError | None = None
+        self.commits = 0  # transactions committed (benchmarks count round trips with it)
         self._thread = threading.Thread(target=self._loop, name="steprun-store", daemon=True)
         self._thread.start()
 
@@ -58,8 +61,9 @@ class Writer:
         self._thread.join()
 
     def _loop(self) -> None:
+        store = self._store
         try:
-            conn = self._store._connect()
+            conn = store._connect()
         except StoreError as exc:
             with self._lock:
                 self._broken = exc
@@ -84,49 +88,64 @@ class Writer:
                 batch = [item for item in batch if item[2].set_running_or_notify_cancel()]
                 if not batch:
                     continue
-                refused: dict[int, StoreError] = {}
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    for index, (ops, fence, _) in enumerate(batch):
-                        # A savepoint per submission: one run's refused write (a duplicate
-                        # run id, a lost lease) fails that run alone, not every run
-                        # sharing the commit.
-                        conn.execute("SAVEPOINT one")
-                        try:
-                            if fence is not None:
-                                check_fence(conn, fence)
-                            for sql, params in ops:
-                                conn.execute(sql, params)
-                        except LeaseLost as exc:
-                            conn.execute("ROLLBACK TO one")
-                            refused[index] = exc
-                        except (sqlite3.IntegrityError, sqlite3.ProgrammingError) as exc:
-                            conn.execute("ROLLBACK TO one")
-                            refused[index] = self._error(exc)
-                        conn.execute("RELEASE one")
-                    conn.execute("COMMIT")
-                except Exception as exc:  # the store itself failed: nothing was written
-                    # Never let this thread die: every later write would wait forever.
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                    error = self._error(exc)
-                    for _, _, future in batch:
-                        future.set_exception(error)
-                else:
-                    for index, (_, _, future) in enumerate(batch):
-                        if index in refused:
-                            future.set_exception(refused[index])
-                        else:
-                            future.set_result(None)
+                for tries_left in range(4, -1, -1):
+                    refused: dict[int, StoreError] = {}
+                    try:
+                        self._commit(conn, batch, refused)
+                    except Exception as exc:  # the store itself failed: nothing was written
+                        # Never let this thread die: every later write would wait forever.
+                        with contextlib.suppress(Exception):
+                            conn.execute("ROLLBACK")
+                        with contextlib.suppress(StoreError):
+                            conn = store._reconnect(conn)  # a server that restarted
+                        if tries_left and store._retry(exc):
+                            continue  # rolled back whole: trying again cannot write twice
+                        error = self._error(exc)
+                        for _, _, future in batch:
+                            future.set_exception(error)
+                    else:
+                        self.commits += 1
+                        for index, (_, _, future) in enumerate(batch):
+                            if index in refused:
+                                future.set_exception(refused[index])
+                            else:
+                                future.set_result(None)
+                    break
         finally:
             conn.close()
+
+    def _commit(
+        self,
+        conn: Any,
+        batch: list[tuple[list[Op], Fence | None, Future[None]]],
+        refused: dict[int, StoreError],
+    ) -> None:
+        store = self._store
+        store._begin(conn)
+        for index, (ops, fence, _) in enumerate(batch):
+            # A savepoint per submission: one run's refused write (a duplicate run id, a
+            # lost lease) fails that run alone, not every run sharing the commit.
+            conn.execute("SAVEPOINT one")
+            try:
+                if fence is not None:
+                    store._check_fence(conn, fence)
+                for sql, params in ops:
+                    conn.execute(sql, params)
+            except LeaseLost as exc:
+                conn.execute("ROLLBACK TO SAVEPOINT one")
+                refused[index] = exc
+            except Exception as exc:
+                if not store._refused(exc):
+                    raise
+                conn.execute("ROLLBACK TO SAVEPOINT one")
+                refused[index] = self._error(exc)
+            conn.execute("RELEASE SAVEPOINT one")
+        conn.execute("COMMIT")
 
     def _error(self, exc: Exception) -> StoreError:
         if isinstance(exc, StoreError):
             return exc
-        if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
-            return StoreError(f"cannot write the run store {self._store.path}: {exc}")
-        return failures.translate(self._store.path, exc, "write")
+        return self._store._write_error(exc)
 
 
 __all__ = ["Op", "Writer"]

@@ -24,6 +24,7 @@ import pytest
 
 from steprun.runtime import RunResult, Runtime, hookimpl
 from tests.runtime import steptypes
+from tests.runtime.stores import KINDS, Postgres
 
 # `python -m steprun...` has no __main__; the console script sits next to the interpreter.
 STEPRUN = Path(sys.executable).parent / "steprun"
@@ -174,3 +175,54 @@ def test_steps_env(tmp_path: Path) -> dict[str, str | None]:
         {"test": "steprun_test_steps"},
     )
     return {"PYTHONPATH": str(site), "STEPRUN_DISABLE_PLUGIN_AUTOLOAD": None}
+
+
+# -- the run stores the store and durable tests run against -------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """This session's PostgreSQL database (dropped at the end); a schema per store."""
+    found = Postgres()
+    yield found
+    found.drop()
+
+
+@pytest.fixture(params=KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def new_state(
+    store_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[[str], str | Path]:
+    """Makes fresh, empty stores of this test's kind: ``new_state("name")``."""
+
+    # Taken now, not inside make(): tests call it from their worker threads.
+    postgres: Postgres | None = None
+    if store_kind == "postgres":
+        postgres = request.getfixturevalue("postgres")
+
+    def make(name: str = "state") -> str | Path:
+        if postgres is None:
+            return tmp_path / name / "state" / "runs.db"
+        return postgres.fresh()
+
+    return make
+
+
+@pytest.fixture
+def state(new_state: Callable[[str], str | Path]) -> str | Path:
+    """A fresh store of each kind: an SQLite file's path, or a PostgreSQL URL."""
+    return new_state("state")
+
+
+@pytest.fixture
+def postgres_store(postgres: Postgres) -> Iterator[Any]:
+    from steprun.runtime.store import open_store
+
+    found = open_store(postgres.fresh())
+    yield found
+    found.close()

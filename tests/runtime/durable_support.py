@@ -2,8 +2,10 @@
 
 Nothing here is a test double. The backend is ``steprun serve-local`` in its own process,
 steprun runs as its console script in a child process that the tests SIGKILL, and the run
-store is read with :mod:`sqlite3` exactly as any other reader of the file would (read-only,
-so that a test never checkpoints the WAL a killed run left for its resumer).
+store is read exactly as any other client would (:class:`tests.runtime.stores.Reader`:
+an SQLite file read-only, so that a test never checkpoints the WAL a killed run left for
+its resumer; a PostgreSQL schema with psycopg). A workspace's store is an SQLite file
+unless the test gives it a PostgreSQL URL.
 
 Every child gets ``STEPRUN_STATE`` inside its workspace: a test never writes to the
 user's ``~/.local/state``.
@@ -17,19 +19,20 @@ import re
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
+
+from tests.runtime.stores import Reader
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "fine_tune.yaml"
@@ -45,7 +48,7 @@ RUN_LINE = re.compile(r"^run (run_[0-9a-f]+) of flow ", re.MULTILINE)
 EXAMPLE_WAIT = 'config: {job_id: "{{ job.id }}", max_wait: 2h}'
 
 
-def child_env(state: Path, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
+def child_env(state: str | Path, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """The environment of a steprun child: our variables cleared, its store in ``state``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEPRUN_")}
     env["STEPRUN_STATE"] = str(state)
@@ -290,16 +293,21 @@ def reap_children() -> None:
 class Workspace:
     """One scenario's folder: its own run store, flow copy, data files and authorizations."""
 
-    def __init__(self, root: Path, server: LocalServer | None = None, tag: str = "") -> None:
+    def __init__(
+        self,
+        root: Path,
+        server: LocalServer | None = None,
+        tag: str = "",
+        state: str | Path | None = None,
+    ) -> None:
         self.root = root
         self.server = server
         self.tag = tag or root.name
         root.mkdir(parents=True, exist_ok=True)
         self._children = 0
-
-    @property
-    def state(self) -> Path:
-        return self.root / "state" / "runs.db"
+        # The run store: an SQLite file in the workspace, or a PostgreSQL URL.
+        self.state: str | Path = root / "state" / "runs.db" if state is None else state
+        self.reader = Reader(self.state)
 
     def env(self, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
         return child_env(self.state, extra)
@@ -387,26 +395,16 @@ class Workspace:
 
     # -- the store, as a reader -------------------------------------------------------
 
-    def query(self, sql: str, *params: Any) -> list[sqlite3.Row]:
+    def query(self, sql: str, *params: Any) -> Sequence[Any]:
         """Rows from the run store (read-only; none while it does not exist yet)."""
-        if not self.state.exists():
-            return []
-        uri = f"file:{self.state}?mode=ro"
-        with closing(sqlite3.connect(uri, uri=True, timeout=10)) as conn:
-            conn.row_factory = sqlite3.Row
-            try:
-                return conn.execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
-                if "no such table" in str(exc):
-                    return []  # the child has not created its schema yet
-                raise
+        return self.reader.query(sql, *params)
 
-    def attempts(self, run_id: str | None = None) -> list[sqlite3.Row]:
+    def attempts(self, run_id: str | None = None) -> Sequence[Any]:
         if run_id is None:
             return self.query("SELECT * FROM attempts ORDER BY run_id, seq")
         return self.query("SELECT * FROM attempts WHERE run_id = ? ORDER BY seq", run_id)
 
-    def step_started(self, step_id: str) -> sqlite3.Row | None:
+    def step_started(self, step_id: str) -> Any:
         """The newest attempt of ``step_id`` if it is started and unfinished."""
         rows = self.query(
             "SELECT * FROM attempts WHERE step_id = ? ORDER BY run_id, seq DESC LIMIT 1", step_id

@@ -41,6 +41,9 @@ from tests.runtime.durable_support import (
 
 pytestmark = pytest.mark.slow
 
+# Makes a fresh run store of the test's kind (SQLite, PostgreSQL): see conftest.py.
+NewState = Callable[[str], "str | Path"]
+
 
 @pytest.fixture(autouse=True)
 def _reap() -> Iterator[None]:
@@ -88,7 +91,7 @@ def in_parallel(scenarios: dict[str, Callable[[], Outcome]]) -> dict[str, Outcom
 
 
 def test_a_run_killed_at_each_dangerous_instant_resumes_with_exactly_one_job(
-    server: LocalServer, tmp_path: Path
+    server: LocalServer, tmp_path: Path, new_state: NewState
 ) -> None:
     points = {
         # "started" is committed, the create request not sent yet.
@@ -103,19 +106,19 @@ def test_a_run_killed_at_each_dangerous_instant_resumes_with_exactly_one_job(
     scenarios: dict[str, Callable[[], Outcome]] = {
         name: (
             lambda name=name, point=point: crash_and_resume(
-                Workspace(tmp_path / name, server), name, failpoint=point
+                Workspace(tmp_path / name, server, state=new_state(name)), name, failpoint=point
             )
         )
         for name, point in points.items()
     }
-    wait_ws = Workspace(tmp_path / "during-wait", server)
+    wait_ws = Workspace(tmp_path / "during-wait", server, state=new_state("during-wait"))
     scenarios["during-wait"] = lambda: crash_and_resume(
         wait_ws, "during-wait", kill_when=in_wait(wait_ws)
     )
     # Killed after the job was created, then killed again as the resume began the step
     # (before it looked for the job): the third attempt still knows the tag to look for.
     scenarios["twice"] = lambda: crash_and_resume(
-        Workspace(tmp_path / "twice", server),
+        Workspace(tmp_path / "twice", server, state=new_state("twice")),
         "twice",
         failpoint="step-finished-before-commit@job",
         resume_failpoints=["step-started@job", "step-finished-before-commit@job"],
@@ -127,7 +130,7 @@ def test_a_run_killed_at_each_dangerous_instant_resumes_with_exactly_one_job(
         ("create-answer-lost", b"POST /v1/fine_tuning/jobs HTTP", _job_created),
         ("upload-answer-lost", b"POST /v1/files HTTP", _file_uploaded),
     ):
-        ws = Workspace(tmp_path / name, server)
+        ws = Workspace(tmp_path / name, server, state=new_state(name))
         proxies.append(proxy := LosingProxy(server, request))
         scenarios[name] = partial(
             crash_and_resume,
@@ -168,10 +171,10 @@ def _file_uploaded(ws: Workspace, proxy: LosingProxy, child: Child) -> bool:
 
 
 def test_a_run_killed_while_the_server_delays_its_create_resumes_with_one_job(
-    quiet_server: LocalServer, tmp_path: Path
+    quiet_server: LocalServer, tmp_path: Path, new_state: NewState
 ) -> None:
     server = quiet_server
-    ws = Workspace(tmp_path / "delayed", server)
+    ws = Workspace(tmp_path / "delayed", server, state=new_state("delayed"))
     latency = 1.0
     # The server holds the create request before processing it: the kill lands after the
     # request was sent and before any answer.
@@ -203,13 +206,13 @@ def test_a_run_killed_while_the_server_delays_its_create_resumes_with_one_job(
 
 
 def test_a_run_resumed_while_the_server_still_holds_its_create_waits_and_makes_one_job(
-    quiet_server: LocalServer, tmp_path: Path
+    quiet_server: LocalServer, tmp_path: Path, new_state: NewState
 ) -> None:
     # Issue #8: killed after the create went out, resumed at once, while the server is
     # still working on that request. The resume must not find "no job" and send another:
     # it keeps looking for the tagged job while the interrupted request may be in flight.
     server = quiet_server
-    ws = Workspace(tmp_path / "resumed-early", server)
+    ws = Workspace(tmp_path / "resumed-early", server, state=new_state("resumed-early"))
     server.arm(path=CREATE_PATH, method="POST", kind="latency", seconds=3.0, times=1)
     before = server.create_requests()
 
@@ -225,7 +228,7 @@ def test_a_run_resumed_while_the_server_still_holds_its_create_waits_and_makes_o
 
 
 def test_a_run_killed_at_20_random_instants_always_resumes_with_exactly_one_job(
-    server: LocalServer, tmp_path: Path
+    server: LocalServer, tmp_path: Path, new_state: NewState
 ) -> None:
     chance = random.Random(5)  # seeded: a failure names an instant that can be replayed
     # After the run is stored it spends about a quarter of a second checking, uploading
@@ -238,7 +241,7 @@ def test_a_run_killed_at_20_random_instants_always_resumes_with_exactly_one_job(
     scenarios: dict[str, Callable[[], Outcome]] = {
         f"random-{n:02d}-{delay}s": (
             lambda n=n, delay=delay: crash_and_resume(
-                Workspace(tmp_path / f"random-{n:02d}", server),
+                Workspace(tmp_path / f"random-{n:02d}", server, state=new_state(f"random-{n:02d}")),
                 f"random-{n:02d}-{delay}s",
                 kill_after=delay,
             )
@@ -259,10 +262,10 @@ def test_a_run_killed_at_20_random_instants_always_resumes_with_exactly_one_job(
 
 
 def test_a_create_whose_connection_drops_after_the_job_was_made_adopts_it(
-    quiet_server: LocalServer, tmp_path: Path
+    quiet_server: LocalServer, tmp_path: Path, new_state: NewState
 ) -> None:
     server = quiet_server
-    ws = Workspace(tmp_path / "drop", server)
+    ws = Workspace(tmp_path / "drop", server, state=new_state("drop"))
     args = ws.fine_tune()
     server.arm(path=CREATE_PATH, method="POST", kind="drop", times=1)
     before = server.create_requests()
@@ -284,9 +287,9 @@ def test_a_create_whose_connection_drops_after_the_job_was_made_adopts_it(
 
 
 def test_two_processes_resuming_one_run_at_once_one_wins_and_one_job_exists(
-    server: LocalServer, tmp_path: Path
+    server: LocalServer, tmp_path: Path, new_state: NewState
 ) -> None:
-    ws = Workspace(tmp_path / "two", server)
+    ws = Workspace(tmp_path / "two", server, state=new_state("two"))
     # A long poll interval keeps the winner busy (sleeping until its wake-up time) while
     # the loser tries: the loser can only meet a live lease, never a finished run. The
     # wake-up time counts from the kill, and both resumes start up first (seconds on a
@@ -318,9 +321,9 @@ def test_two_processes_resuming_one_run_at_once_one_wins_and_one_job_exists(
 
 
 def test_a_resumed_wait_watches_the_same_job_and_keeps_its_wake_up_time(
-    server: LocalServer, tmp_path: Path
+    server: LocalServer, tmp_path: Path, new_state: NewState
 ) -> None:
-    ws = Workspace(tmp_path / "wake", server)
+    ws = Workspace(tmp_path / "wake", server, state=new_state("wake"))
     # The first poll finds the job unfinished and sleeps 8 s: that wake-up time is what
     # the run store must keep across the kill. (8 s, not less: on a busy machine the
     # resuming process alone can take seconds to start, and the attempt it records must
@@ -398,17 +401,18 @@ def test_a_damaged_state_file_is_named_with_what_to_do_and_nothing_runs(
     assert len(server.ledger()["jobs"]) == jobs_before
 
 
-def test_a_damaged_json_value_is_reported_and_the_run_is_not_resumed(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "json")
+def test_a_damaged_json_value_is_reported_and_the_run_is_not_resumed(
+    tmp_path: Path, new_state: NewState
+) -> None:
+    ws = Workspace(tmp_path / "json", state=new_state("json"))
     run_id = _hello(ws)
     # The run is resumable as far as its status goes: it must be the value that stops it.
-    with closing(sqlite3.connect(ws.state)) as conn:
-        conn.execute(
-            'UPDATE merge_fields SET value = \'{"text": "Hel\' WHERE run_id = ? AND name = ?',
-            (run_id, "greeting"),
-        )
-        conn.execute("UPDATE runs SET status = 'failed' WHERE id = ?", (run_id,))
-        conn.commit()
+    ws.reader.execute(
+        'UPDATE merge_fields SET value = \'{"text": "Hel\' WHERE run_id = ? AND name = ?',
+        run_id,
+        "greeting",
+    )
+    ws.reader.execute("UPDATE runs SET status = 'failed' WHERE id = ?", run_id)
     attempts = len(ws.attempts(run_id))
 
     for command in (["show", run_id], ["resume", run_id]):
@@ -443,8 +447,10 @@ steps:
 """
 
 
-def test_an_inputs_file_runs_one_durable_run_per_row_in_one_process(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "many")
+def test_an_inputs_file_runs_one_durable_run_per_row_in_one_process(
+    tmp_path: Path, new_state: NewState
+) -> None:
+    ws = Workspace(tmp_path / "many", state=new_state("many"))
     (ws.root / "many.yaml").write_text(MANY, encoding="utf-8")
     count = 60
     (ws.root / "rows.jsonl").write_text(
@@ -473,9 +479,9 @@ def test_an_inputs_file_runs_one_durable_run_per_row_in_one_process(tmp_path: Pa
 
 
 def test_an_inputs_file_of_fine_tunes_creates_one_job_per_row(
-    server: LocalServer, tmp_path: Path
+    server: LocalServer, tmp_path: Path, new_state: NewState
 ) -> None:
-    ws = Workspace(tmp_path / "many-ft", server)
+    ws = Workspace(tmp_path / "many-ft", server, state=new_state("many-ft"))
     args = ws.fine_tune()
     questions = [f"Question {n}: how do I reset my password?" for n in range(5)]
     (ws.root / "rows.jsonl").write_text(
@@ -496,9 +502,9 @@ def test_an_inputs_file_of_fine_tunes_creates_one_job_per_row(
 
 
 def test_a_process_of_many_runs_killed_mid_create_leaves_each_run_resumable(
-    server: LocalServer, tmp_path: Path
+    server: LocalServer, tmp_path: Path, new_state: NewState
 ) -> None:
-    ws = Workspace(tmp_path / "many-killed", server)
+    ws = Workspace(tmp_path / "many-killed", server, state=new_state("many-killed"))
     args = ws.fine_tune()
     (ws.root / "rows.jsonl").write_text(
         "".join(json.dumps({"question": f"Question {n}?"}) + "\n" for n in range(5)),

@@ -8,11 +8,12 @@ write one more step boundary: every journal write is fenced by the lease.
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.runtime.stores import Reader
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPRUN = Path(sys.executable).parent / "steprun"
@@ -35,21 +36,13 @@ steps:
 """
 
 
-def _query(db: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        rows = conn.execute(sql, params).fetchall()
-        conn.commit()
-        return rows
-    finally:
-        conn.close()
-
-
-def test_a_process_that_lost_its_lease_stops_without_writing(tmp_path: Path) -> None:
+def test_a_process_that_lost_its_lease_stops_without_writing(
+    tmp_path: Path, state: str | Path
+) -> None:
     flow = tmp_path / "lease.yaml"
     flow.write_text(FLOW, encoding="utf-8")
-    db = tmp_path / "runs.db"
-    env = {**os.environ, "STEPRUN_STATE": str(db), "STEPRUN_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    db = Reader(state)
+    env = {**os.environ, "STEPRUN_STATE": str(state), "STEPRUN_DISABLE_PLUGIN_AUTOLOAD": "1"}
     proc = subprocess.Popen(
         [str(STEPRUN), "run", str(flow)],
         stdout=subprocess.PIPE,
@@ -60,23 +53,16 @@ def test_a_process_that_lost_its_lease_stops_without_writing(tmp_path: Path) -> 
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            try:
-                found = db.exists() and _query(
-                    db, "SELECT 1 FROM attempts WHERE step_id = 'wait' AND status = 'started'"
-                )
-            except sqlite3.OperationalError:  # the file exists, its tables not yet
-                found = False
-            if found:
+            if db.query("SELECT 1 FROM attempts WHERE step_id = 'wait' AND status = 'started'"):
                 break
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.1)
         else:
             raise AssertionError("the run never reached its wait step")
-        (run_id,) = _query(db, "SELECT id FROM runs")[0]
-        before = _query(db, "SELECT seq, status, wake_at FROM attempts ORDER BY seq")
+        (run_id,) = db.query("SELECT id FROM runs")[0]
+        before = db.query("SELECT seq, status, wake_at FROM attempts ORDER BY seq")
         # What a resume on another host does once the lease has lapsed.
-        _query(
-            db,
+        db.execute(
             "UPDATE runs SET lease_owner = 'elsewhere:1', lease_until = ? WHERE id = ?",
             time.time() + 600,
             run_id,
@@ -91,6 +77,7 @@ def test_a_process_that_lost_its_lease_stops_without_writing(tmp_path: Path) -> 
     assert "Traceback" not in err
     # Nothing more was written for the run by the stale process: not the wait's wake-up
     # time, not its end, not the run's status.
-    after = _query(db, "SELECT seq, status FROM attempts ORDER BY seq")
-    assert after == [(seq, status) for seq, status, _ in before]
-    assert _query(db, "SELECT status, lease_owner FROM runs") == [("running", "elsewhere:1")]
+    after = db.query("SELECT seq, status FROM attempts ORDER BY seq")
+    assert [tuple(row) for row in after] == [(seq, status) for seq, status, _ in before]
+    runs = db.query("SELECT status, lease_owner FROM runs")
+    assert [tuple(row) for row in runs] == [("running", "elsewhere:1")]

@@ -1,0 +1,97 @@
+"""``--state postgresql://…``: every command on the PostgreSQL store, its password never
+shown, and a clear sentence when the ``postgres`` extra is missing.
+
+The store's behaviour itself (journal, leases, fencing, kills) is tested on both backends
+by test_store.py, test_lease.py and test_durable.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.runtime.conftest import Cli
+from tests.runtime.stores import Postgres, Reader
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "s3cret-Pw-never-shown"
+
+
+def with_password(url: str) -> str:
+    """The URL with a password in it (trust auth on the test server ignores it)."""
+    return url.replace("postgresql://postgres@", f"postgresql://postgres:{PASSWORD}@", 1)
+
+
+def test_every_command_works_on_postgresql_and_never_prints_its_password(
+    cli: Callable[..., Cli], postgres: Postgres
+) -> None:
+    url = with_password(postgres.fresh())
+    env = {"STEPRUN_STATE": url}
+    seen: list[str] = []
+
+    ran = cli("run", REPO / "examples" / "hello.yaml", "--input", "name=Ada", env=env)
+    seen += [ran.stdout, ran.stderr]
+    assert ran.code == 0, ran.stderr
+    assert json.loads(ran.stdout)["greeting"]["text"] == "Hello, Ada!"
+
+    listed = cli("runs", "--json", "--state", url)  # the option, as well as the variable
+    seen += [listed.stdout, listed.stderr]
+    assert listed.code == 0, listed.stderr
+    (run,) = json.loads(listed.stdout)
+    assert run["status"] == "succeeded" and run["flow"] == "hello"
+    # In the database itself, where any other client (a worker) would find it.
+    stored = Reader(url).query("SELECT status FROM runs WHERE id = ?", run["id"])
+    assert [row[0] for row in stored] == ["succeeded"]
+
+    for command in (["show", run["id"]], ["logs", run["id"]], ["check"]):
+        done = cli(*command, env=env)
+        seen += [done.stdout, done.stderr]
+        assert done.code == 0, done.stderr
+    shown = cli("show", run["id"], "--json", env=env)
+    assert json.loads(shown.stdout)["merge_fields"]["greeting"]["text"] == "Hello, Ada!"
+
+    resumed = cli("resume", run["id"], env=env)
+    cancelled = cli("cancel", run["id"], env=env)
+    seen += [resumed.stderr, cancelled.stderr]
+    assert resumed.code == 2 and "already succeeded" in resumed.stderr
+    assert cancelled.code == 2 and "already succeeded" in cancelled.stderr
+
+    # A server that is not there: one sentence naming the store, its password hidden.
+    down = url.replace(":5432/", ":1/")
+    failed = cli("runs", "--state", down)
+    seen += [failed.stdout, failed.stderr]
+    assert failed.code == 1, failed.stderr
+    assert f"postgresql://postgres:***@127.0.0.1:1/{postgres.database}" in failed.stderr
+    assert "check that PostgreSQL is running" in failed.stderr
+    assert all(PASSWORD not in text for text in seen)
+
+
+def test_a_postgresql_url_without_the_extra_says_what_to_install(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    # psycopg made unimportable in this one process, as in an install without the extra.
+    code = (
+        "import sys; sys.modules['psycopg'] = None; "
+        "from steprun.runtime.cli import main; "
+        f"sys.argv = ['steprun', 'runs', '--state', {postgres.fresh()!r}]; main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'steprun[postgres]'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_store_in_another_schema_is_a_store_of_its_own(
+    cli: Callable[..., Cli], postgres: Postgres
+) -> None:
+    first, second = postgres.fresh(), postgres.fresh()
+    assert cli("run", REPO / "examples" / "hello.yaml", "--state", first).code == 0
+    assert json.loads(cli("runs", "--json", "--state", second).stdout or "[]") == []
+    bad = cli("runs", "--state", postgres.url + "?schema=Robert'); DROP TABLE runs;--")
+    assert bad.code == 2 and "not a schema name steprun can use" in bad.stderr
