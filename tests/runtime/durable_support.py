@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -302,7 +303,9 @@ class Workspace:
     ) -> None:
         self.root = root
         self.server = server
-        self.tag = tag or root.name
+        # Unique: the session's one serve-local sees the uploads of every test, and a test
+        # runs once per store kind with the same workspace names.
+        self.tag = tag or f"{root.name}-{uuid.uuid4().hex[:6]}"
         root.mkdir(parents=True, exist_ok=True)
         self._children = 0
         # The run store: an SQLite file in the workspace, or a PostgreSQL URL.
