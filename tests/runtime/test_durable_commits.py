@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from steprun.runtime.durable import start
-from steprun.runtime.store import RunStore
+from steprun.runtime.store import SQLiteStore
 from tests.runtime.conftest import Cli, dedent, make_runtime
 
 PURE = """
@@ -85,7 +85,7 @@ def commits_of_a_run(
     its attempts as stored (step, status) and its merge fields as stored."""
     runtime = make_runtime(environ={"STEPRUN_COMMIT_INTERVAL": interval})
     db = tmp_path / "runs.db"
-    store = RunStore(db)
+    store = SQLiteStore(db)
 
     async def main() -> tuple[int, str]:
         try:
