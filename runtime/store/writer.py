@@ -38,6 +38,7 @@ class Writer:
         # (instead of waiting forever for a thread that is gone).
         self._broken: StoreError | None = None
         self.commits = 0  # transactions committed (benchmarks count round trips with it)
+        self._committing = False  # the COMMIT of the batch under way has been sent
         self._thread = threading.Thread(target=self._loop, name="steprun-store", daemon=True)
         self._thread.start()
 
@@ -90,15 +91,22 @@ class Writer:
                     continue
                 for tries_left in range(4, -1, -1):
                     refused: dict[int, StoreError] = {}
+                    self._committing = False
                     try:
                         self._commit(conn, batch, refused)
                     except Exception as exc:  # the store itself failed: nothing was written
                         # Never let this thread die: every later write would wait forever.
                         with contextlib.suppress(Exception):
                             conn.execute("ROLLBACK")
+                        fresh = conn
                         with contextlib.suppress(StoreError):
-                            conn = store._reconnect(conn)  # a server that restarted
-                        if tries_left and store._retry(exc):
+                            fresh = store._reconnect(conn)  # a server that restarted
+                        # A connection lost before COMMIT was sent committed nothing (the
+                        # server rolls back what a lost client left open); one lost during
+                        # the COMMIT may have committed, so that write fails, never twice.
+                        lost_before_commit = fresh is not conn and not self._committing
+                        conn = fresh
+                        if tries_left and (store._retry(exc) or lost_before_commit):
                             continue  # rolled back whole: trying again cannot write twice
                         error = self._error(exc)
                         for _, _, future in batch:
@@ -140,6 +148,7 @@ class Writer:
                 conn.execute("ROLLBACK TO SAVEPOINT one")
                 refused[index] = self._error(exc)
             conn.execute("RELEASE SAVEPOINT one")
+        self._committing = True
         conn.execute("COMMIT")
 
     def _error(self, exc: Exception) -> StoreError:

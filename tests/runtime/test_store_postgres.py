@@ -1,5 +1,6 @@
 """``--state postgresql://…``: every command on the PostgreSQL store, its password never
-shown, and a clear sentence when the ``postgres`` extra is missing.
+shown, a clear sentence when the ``postgres`` extra or the database is missing, and what
+only a server shared over a network does (cut connections, writers that deadlock).
 
 The store's behaviour itself (journal, leases, fencing, kills) is tested on both backends
 by test_store.py, test_lease.py and test_durable.py.
@@ -7,14 +8,20 @@ by test_store.py, test_lease.py and test_durable.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import psycopg
+
+from steprun.runtime.store import RunStore, open_store
 from tests.runtime.conftest import Cli
 from tests.runtime.stores import Postgres, Reader
+from tests.runtime.test_store import new_run
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cret-Pw-never-shown"
@@ -95,3 +102,61 @@ def test_a_store_in_another_schema_is_a_store_of_its_own(
     assert json.loads(cli("runs", "--json", "--state", second).stdout or "[]") == []
     bad = cli("runs", "--state", postgres.url + "?schema=Robert'); DROP TABLE runs;--")
     assert bad.code == 2 and "not a schema name steprun can use" in bad.stderr
+
+
+def test_a_missing_database_is_named_with_how_to_create_it(
+    cli: Callable[..., Cli], postgres: Postgres
+) -> None:
+    missing = postgres.url.rpartition("/")[0] + "/steprun_no_such_db"
+    done = cli("runs", "--state", missing)
+    assert done.code == 2, done.stderr
+    assert "no database 'steprun_no_such_db'; create it (`createdb steprun_no_such_db`)" in (
+        done.stderr
+    )
+
+
+def _cut_connections(postgres: Postgres) -> int:
+    """End every steprun connection to this session's database, as a server restart or a
+    proxy's idle timeout would; how many were ended."""
+    with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name = 'steprun'",
+            (postgres.database,),
+        ).fetchall()
+    return len(rows)
+
+
+def test_a_store_whose_connections_were_cut_reconnects_and_loses_no_write(
+    postgres_store: RunStore, postgres: Postgres
+) -> None:
+    store = postgres_store
+    store.write_now(new_run(store, "before"))
+    assert _cut_connections(postgres) == 2  # its reader and its writer
+
+    # The writer's next transaction finds its connection gone before anything was
+    # committed: it reconnects and commits there. The reader reconnects as well.
+    store.write_now(new_run(store, "after"))
+    assert {r.id for r in store.runs()} == {"before", "after"}
+
+
+def test_two_processes_whose_writes_deadlock_both_commit(postgres: Postgres) -> None:
+    """Two writers lock the same two runs in opposite orders (a cancel and a takeover can):
+    PostgreSQL breaks the deadlock by failing one transaction, which is tried again."""
+    url = postgres.fresh()
+    one, two = open_store(url), open_store(url)
+    try:
+        one.write_now([*new_run(one, "a"), *new_run(one, "b")])
+
+        def crossing(first: str, second: str) -> list[tuple[str, tuple[Any, ...]]]:
+            bump = "UPDATE runs SET executed = executed + 1 WHERE id = ?"
+            return [(bump, (first,)), ("SELECT pg_sleep(0.5)", ()), (bump, (second,))]
+
+        async def main() -> None:
+            await asyncio.gather(one.write(crossing("a", "b")), two.write(crossing("b", "a")))
+
+        asyncio.run(main())
+        assert [one.run(r).executed for r in ("a", "b")] == [2, 2]
+    finally:
+        one.close()
+        two.close()

@@ -65,9 +65,17 @@ def connect(url: str) -> Connection:
     """An autocommit connection whose ``search_path`` is the store's schema."""
     psycopg = _psycopg()
     conninfo, schema = split_schema(url)
+    # Named, so that an operator sees steprun's connections in pg_stat_activity.
+    named = {} if "application_name" in conninfo else {"application_name": "steprun"}
     try:
-        conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+        conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10, **named)
     except psycopg.Error as exc:
+        missing = re.search(r'database "([^"]+)" does not exist', str(exc))
+        if missing:  # a mistyped URL, or a database nobody created yet: the input (exit 2)
+            raise StoreError(
+                f"--state {redact(url)}: the server has no database {missing[1]!r}; create "
+                f"it (`createdb {missing[1]}`) or correct the URL"
+            ) from None
         raise unavailable(url, exc, "connect to") from None
     except Exception as exc:  # a URL libpq cannot parse is a ProgrammingError, or worse
         raise StoreError(
