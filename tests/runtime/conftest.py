@@ -180,14 +180,6 @@ def test_steps_env(tmp_path: Path) -> dict[str, str | None]:
 # -- the run stores the store and durable tests run against -------------------------------
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
-    """This session's PostgreSQL database (dropped at the end); a schema per store."""
-    found = Postgres()
-    yield found
-    found.drop()
-
-
 @pytest.fixture(params=KINDS)
 def store_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param

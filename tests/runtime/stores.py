@@ -2,7 +2,8 @@
 
 PostgreSQL is the real server on 127.0.0.1:5432 (``.ci/run`` starts it; trust auth as
 ``postgres``; ``STEPRUN_TEST_POSTGRES`` names another server's admin URL). The test
-session creates one database of its own and drops it at the end; each test's store is a
+session creates one database of its own (the ``postgres`` fixture of tests/conftest.py)
+and drops it at the end; each test's store is a
 fresh schema in it (``?schema=``), so tests are isolated from each other and from other
 sessions running at once, and cost no database creation each.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
@@ -31,7 +33,7 @@ class Postgres:
 
     def __init__(self, admin_url: str = ADMIN_URL) -> None:
         self.admin_url = admin_url
-        self.database = f"steprun_test_{os.getpid()}"
+        self.database = f"steprun_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self._count = itertools.count(1)
         try:
             with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
