@@ -160,3 +160,36 @@ def test_two_processes_whose_writes_deadlock_both_commit(postgres: Postgres) -> 
     finally:
         one.close()
         two.close()
+
+
+def test_both_stores_have_the_same_tables_and_columns_at_the_same_version(
+    tmp_path: Path, postgres: Postgres
+) -> None:
+    """A schema change made for one backend only fails here, not in production."""
+    import sqlite3
+    from contextlib import closing
+
+    from steprun.runtime.store import schema as sqlite_schema
+    from steprun.runtime.store.postgres import schema as postgres_schema
+
+    assert set(postgres_schema.MIGRATIONS) == set(sqlite_schema.MIGRATIONS)
+    path, url = tmp_path / "runs.db", postgres.fresh()
+    open_store(path).close()
+    open_store(url).close()
+    with closing(sqlite3.connect(path)) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        in_sqlite = {
+            (table, column[1])
+            for table in tables
+            for column in conn.execute(f"PRAGMA table_info({table})")
+        }
+    schema = url.rpartition("schema=")[2]
+    in_postgres = {
+        (r[0], r[1])
+        for r in Reader(url).query(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name <> 'schema_version'",
+            schema,
+        )
+    }
+    assert in_postgres == in_sqlite
