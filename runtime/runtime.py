@@ -361,6 +361,9 @@ class Runtime:
         over many rows renders the same config, run after run, for every step whose
         templates do not read the row.
         """
+        schema = self._catalog.schema(step_type)
+        if self.schemas.surely_valid(schema, config):
+            return None  # decided without jsonschema (schema_check)
         validator = self._schema_validator(step_type)
         try:
             key: tuple[int, str] | None = (

@@ -2,7 +2,8 @@
 
 Every built-in schema is registered under its ``$id`` (and under its file name), so one
 schema can ``$ref`` shared definitions in another. Validators are built once per schema
-and cached by the :class:`SchemaRegistry` of a runtime.
+and cached by the :class:`SchemaRegistry` of a runtime. A document :mod:`.schema_check`
+finds valid needs no validator: jsonschema is imported when one is not (or is asked for).
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+from . import schema_check
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+    from referencing import Registry, Resource
 
 SCHEMA_ID_PREFIX = "https://steprun.dev/schemas/"
 # Where the flow schema finds the authorization schema when it is built on first use.
@@ -61,7 +65,9 @@ class SchemaRegistry:
         self._schemas: dict[str, dict[str, Any]] = {}
         self._authorization = authorization
         self._built_authorization: Resource[Any] | None = None
-        resources_: list[tuple[str, Resource[Any]]] = []
+        self._registry: Registry[Any] | None = None
+        # Each built-in document by every name a reference may use (schema_check).
+        self._by_uri: dict[str, dict[str, Any]] = {}
         for name, path in self._files.items():
             schema = read_schema(path)
             if name == "flow.schema.json" and authorization is not None:
@@ -70,18 +76,34 @@ class SchemaRegistry:
                 )
                 schema["$defs"] = {**schema["$defs"], "authorization": own}
             self._schemas[name] = schema
-            resource = DRAFT202012.create_resource(schema)
-            resources_.append((name, resource))
-            resources_.append((SCHEMA_ID_PREFIX + name, resource))
-            if "$id" in schema:
-                resources_.append((schema["$id"], resource))
-        # mypy's attrs plugin does not know the alias `retrieve` of Registry's field.
-        registry: Registry[Any] = Registry(retrieve=self._retrieve)  # type: ignore[call-arg]
-        self.registry = registry.with_resources(resources_)
+            for uri in (name, SCHEMA_ID_PREFIX + name, schema.get("$id")):
+                if isinstance(uri, str):
+                    self._by_uri[uri] = schema
         # Keyed by id(schema); the schema is kept beside its validator so the id stays valid.
         self._validators: dict[int, tuple[Mapping[str, Any], Draft202012Validator]] = {}
 
+    @property
+    def registry(self) -> Registry[Any]:
+        """The built-in schemas for jsonschema's references (built on first need)."""
+        if self._registry is None:
+            from referencing import Registry
+            from referencing.jsonschema import DRAFT202012
+
+            resources_ = []
+            for name, schema in self._schemas.items():
+                resource = DRAFT202012.create_resource(schema)
+                resources_.append((name, resource))
+                resources_.append((SCHEMA_ID_PREFIX + name, resource))
+                if "$id" in schema:
+                    resources_.append((schema["$id"], resource))
+            # mypy's attrs plugin does not know the alias `retrieve` of Registry's field.
+            registry: Registry[Any] = Registry(retrieve=self._retrieve)  # type: ignore[call-arg]
+            self._registry = registry.with_resources(resources_)
+        return self._registry
+
     def _retrieve(self, uri: str) -> Resource[Any]:
+        from referencing.jsonschema import DRAFT202012
+
         if uri != AUTHORIZATION_URI or not callable(self._authorization):
             raise LookupError(f"no schema is known by {uri}")  # referencing says so
         if self._built_authorization is None:
@@ -89,6 +111,48 @@ class SchemaRegistry:
             schema = _refs_into(dict(self._authorization()), SCHEMA_ID_PREFIX + "flow.schema.json")
             self._built_authorization = DRAFT202012.create_resource(schema)
         return self._built_authorization
+
+    def surely_valid(
+        self,
+        schema: Mapping[str, Any],
+        instance: Any,
+        *,
+        wild: Callable[[Any], bool] | None = None,
+    ) -> bool:
+        """True when :mod:`.schema_check` finds ``instance`` valid (``wild`` values taken as
+        valid); False when it is not, or cannot tell: then the validator (jsonschema)
+        decides, and says what is wrong."""
+        base = str(schema.get("$id", ""))
+        found = schema_check.check(schema, instance, base, self.resolver(schema), wild=wild)
+        return found is True
+
+    def resolver(self, schema: Mapping[str, Any]) -> schema_check.Resolve:
+        """How :mod:`.schema_check` follows a ``$ref`` of ``schema``: into itself, or into a
+        built-in schema by file name or ``$id``; None for anything else."""
+        base = str(schema.get("$id", ""))
+
+        def resolve(ref: str, current: str) -> tuple[Any, str] | None:
+            uri, _, fragment = ref.partition("#")
+            if fragment and not fragment.startswith("/"):
+                return None  # an anchor
+            target = urljoin(current, uri) if uri else current
+            node: Any = schema if target == base else self._by_uri.get(target)
+            if node is None:
+                return None
+            document_base = str(node.get("$id", target))
+            for part in fragment.split("/")[1:] if fragment else ():
+                if "%" in part:
+                    return None
+                part = part.replace("~1", "/").replace("~0", "~")
+                if isinstance(node, Mapping) and part in node:
+                    node = node[part]
+                elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                    node = node[int(part)]
+                else:
+                    return None
+            return node, document_base
+
+        return resolve
 
     def builtin(self, name: str) -> dict[str, Any] | None:
         return self._schemas.get(name)
@@ -121,6 +185,8 @@ class SchemaRegistry:
     def validator(self, schema: Mapping[str, Any]) -> Draft202012Validator:
         cached = self._validators.get(id(schema))
         if cached is None:
+            from jsonschema import Draft202012Validator
+
             cached = (schema, Draft202012Validator(schema, registry=self.registry))
             self._validators[id(schema)] = cached
         return cached[1]

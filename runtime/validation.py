@@ -13,9 +13,7 @@ import difflib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from . import authorizations as auth
 from . import secrets
@@ -28,6 +26,9 @@ from .schemas import SchemaRegistry, describe, error_schema, unknown_key
 from .step import StepType
 from .templates import TEMPLATE_GLOBALS, Templates, is_template
 from .yamlsource import Source, dotted
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
 
 RESERVED_IDS = frozenset({"inputs", "error", END, INHERIT})
 # How deep a config value may nest: what the runner accepts as a step's output.
@@ -166,6 +167,8 @@ class _Check:
     def schema_problems(self, data: dict[str, Any]) -> None:
         schema = self.v.catalog.schemas.builtin("flow.schema.json")
         assert schema is not None, "flow.schema.json ships with the package"
+        if self.v.catalog.schemas.surely_valid(schema, data):
+            return  # jsonschema need not be asked (or imported): see schema_check
         validator = self.v.catalog.schemas.validator(schema)
         for error in _leaves(validator.iter_errors(data)):
             path = tuple(error.absolute_path)
@@ -318,8 +321,10 @@ class _Check:
             self.problem(f"unknown step type {type_name!r}; {hint}", (*base, "type"), step_id)
             return
         schema = self.v.catalog.schema(step_type)
-        validator = self.v.catalog.schemas.validator(schema)
-        for error in _leaves(validator.iter_errors(config)):
+        # Templates are checked once rendered: only problems elsewhere are reported now.
+        quick = self.v.catalog.schemas.surely_valid(schema, config, wild=_a_template)
+        validator = None if quick else self.v.catalog.schemas.validator(schema)
+        for error in _leaves(validator.iter_errors(config)) if validator else ():
             if _about_templates(error):
                 continue  # checked after rendering, when the value is known
             path = (*base, "config", *error.absolute_path)
@@ -442,6 +447,10 @@ def _strings(
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _strings(item, (*path, index))
+
+
+def _a_template(value: Any) -> bool:
+    return isinstance(value, str) and is_template(value)
 
 
 def _contains_template(value: Any) -> bool:
