@@ -94,11 +94,44 @@ def _check(schema: Any, instance: Any, base: str, ctx: _Ctx, depth: int) -> bool
         rule = _KEYWORDS.get(keyword)
         if rule is None:
             return None  # a keyword not implemented here
+        if not _well_formed(keyword, value):
+            return None  # jsonschema has its own way with a schema that is wrong
         found = rule(value, instance, schema, base, ctx, depth)
         if found is False:
             return False
         results.append(found)
     return _all(results)
+
+
+_SHAPES: dict[str, type | tuple[type, ...]] = {
+    "properties": Mapping,
+    "required": list,
+    "enum": list,
+    "anyOf": list,
+    "oneOf": list,
+    "allOf": list,
+    "pattern": str,
+    "$ref": str,
+    "items": (Mapping, bool),
+    "additionalProperties": (Mapping, bool),
+    "propertyNames": (Mapping, bool),
+    "if": (Mapping, bool),
+}
+
+
+def _well_formed(keyword: str, value: Any) -> bool:
+    shape = _SHAPES.get(keyword)
+    if shape is None:
+        return True
+    return isinstance(value, shape) and _members_formed(keyword, value)
+
+
+def _members_formed(keyword: str, value: Any) -> bool:
+    if keyword == "required":
+        return all(isinstance(name, str) for name in value)
+    if keyword == "properties":
+        return all(isinstance(sub, Mapping | bool) for sub in value.values())
+    return True
 
 
 def _json_type(instance: Any) -> str | None:
