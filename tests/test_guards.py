@@ -11,6 +11,7 @@ import importlib
 import inspect
 import subprocess
 import sys
+import tomllib
 import types
 from pathlib import Path
 
@@ -201,3 +202,27 @@ def test_importing_the_engine_loads_neither_the_cli_nor_a_step_pack() -> None:
 @pytest.mark.parametrize("name", sorted(PACKAGES))
 def test_packages_ship_type_information(name: str) -> None:
     assert (Path(PACKAGES[name].__path__[0]) / "py.typed").is_file()
+
+
+def test_every_package_folder_is_installed() -> None:
+    """pyproject lists the packages one by one (the folders map onto steprun.*): a new
+    subpackage missing from that list works in an editable install and is absent from a
+    real one, which is what CI and users get."""
+    root = Path(__file__).resolve().parents[1]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {Path(folder): name for name, folder in setuptools["package-dir"].items()}
+    found: set[str] = set()
+    for folder, name in folders.items():
+        for init in (root / folder).rglob("__init__.py"):
+            inner = init.parent.relative_to(root / folder).parts
+            # steprun.runtime's folder holds steprun.airflow's; the longest mapping names it.
+            if any(
+                other != folder
+                and other.parts[: len(folder.parts)] == folder.parts
+                and init.parent.relative_to(root).parts[: len(other.parts)] == other.parts
+                for other in folders
+            ):
+                continue
+            found.add(".".join((name, *inner)))
+    missing = sorted(found - set(setuptools["packages"]))
+    assert not missing, f"add to [tool.setuptools] packages in pyproject.toml: {missing}"
