@@ -193,3 +193,17 @@ def test_both_stores_have_the_same_tables_and_columns_at_the_same_version(
         )
     }
     assert in_postgres == in_sqlite
+
+
+def test_another_client_connects_with_the_stores_conninfo(postgres: Postgres) -> None:
+    """What a Procrastinate connector of the same database is given: libpq's URL."""
+    store = open_store(postgres.fresh())
+    try:
+        assert "schema=" not in store.conninfo  # type: ignore[attr-defined]
+        with psycopg.connect(store.conninfo) as conn:  # type: ignore[attr-defined]
+            found = conn.execute(
+                f"SELECT count(*) FROM {store.schema}.runs"  # type: ignore[attr-defined]
+            ).fetchone()
+        assert found == (0,)
+    finally:
+        store.close()

@@ -27,11 +27,17 @@ from ..retention import count_sql, prune_ops
 from ..retention import retention as retention_of_env
 from ..schema import SCHEMA_VERSION
 from . import schema
-from .connection import Connection, connect, redact, unavailable
+from .connection import Connection, connect, redact, split_schema, unavailable
 
 
 class PostgresStore(RunStore):
-    """One PostgreSQL run store at ``url`` (``postgresql://USER[:PASSWORD]@HOST/DB``)."""
+    """One PostgreSQL run store at ``url`` (``postgresql://USER[:PASSWORD]@HOST/DB``,
+    optionally ``?schema=NAME``).
+
+    ``conninfo`` is the URL as libpq takes it (without ``schema``): what another client of
+    the same database (Procrastinate's connector) connects with; ``schema`` is where the
+    store's tables are. Never print either: ``location`` is the URL to show.
+    """
 
     def __init__(
         self,
@@ -42,6 +48,7 @@ class PostgresStore(RunStore):
     ) -> None:
         super().__init__()
         self.url = url
+        self.conninfo, self.schema = split_schema(url)
         self.location = redact(url)
         self.retention = retention_of_env() if isinstance(retention, str) else retention
         if folder is None:
