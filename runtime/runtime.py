@@ -7,7 +7,7 @@
 A runtime owns its plugin manager, its step catalog, its providers, its template engine,
 its one HTTP client (with each in-process provider, such as the embedded backend of
 ``provider: local``, mounted at its origin) and nothing global: two runtimes in one
-process share no state.
+process share no state (only compiled templates, which hold nothing of either).
 """
 
 from __future__ import annotations

@@ -22,11 +22,12 @@ to a string. A rendered value is never rendered again: API output that happens t
 from __future__ import annotations
 
 from .bounds import MAX_BUILT, MAX_ITERATIONS, MAX_OUTPUT, MAX_SECONDS, TEMPLATE_GLOBALS
-from .engine import Templates, is_template
+from .engine import MAX_CACHED, Templates, forget_compiled, is_template
 from .problems import References, TemplateProblem
 
 __all__ = [
     "MAX_BUILT",
+    "MAX_CACHED",
     "MAX_ITERATIONS",
     "MAX_OUTPUT",
     "MAX_SECONDS",
@@ -34,5 +35,6 @@ __all__ = [
     "References",
     "TemplateProblem",
     "Templates",
+    "forget_compiled",
     "is_template",
 ]

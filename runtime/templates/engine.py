@@ -49,8 +49,39 @@ class _Parsed:
     expression: nodes.Expr | None  # set when the source is exactly one {{ expression }}
 
 
+# How many template sources each process-wide cache holds before it starts over.
+MAX_CACHED = 10_000
+
+
+class _Compiled:
+    """What compiling costs, kept once per process: a template's source always compiles to
+    the same thing (the sandbox has no per-runtime settings), so a runtime made for each
+    request, or each of several runtimes, compiles a template no other has compiled."""
+
+    def __init__(self) -> None:
+        self.env: Sandbox | None = None
+        self.simple: dict[str, Simple | None] = {}
+        self.parsed: dict[str, _Parsed] = {}
+        self.compiled: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
+
+    def room(self, cache: dict[str, Any]) -> dict[str, Any]:
+        if len(cache) >= MAX_CACHED:
+            cache.clear()
+        return cache
+
+
+_COMPILED = _Compiled()
+
+
+def forget_compiled() -> None:
+    """Empty the process's compiled templates (benchmarks measure compiling with it)."""
+    for cache in (_COMPILED.simple, _COMPILED.parsed, _COMPILED.compiled):
+        cache.clear()
+
+
 class Templates:
-    """Compiles and renders templates for one runtime; every source is parsed once.
+    """Compiles and renders templates for one runtime; every source is parsed once per
+    process (its compiled form is shared: it holds nothing of a runtime or a run).
 
     ``simple=False`` sends every template through Jinja (the benchmark's and the tests'
     reference for the simple path).
@@ -58,20 +89,19 @@ class Templates:
 
     def __init__(self, *, simple: bool = True) -> None:
         self.simple = simple
-        self._env: Sandbox | None = None
-        self._simple: dict[str, Simple | None] = {}
-        self._parsed: dict[str, _Parsed] = {}
-        self._compiled: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
+        self._simple = _COMPILED.simple
+        self._parsed = _COMPILED.parsed
+        self._compiled = _COMPILED.compiled
         self._pool: ThreadPoolExecutor | None = None
 
     @property
     def env(self) -> Sandbox:
         """Jinja's sandbox, created (and Jinja imported) on first need."""
-        if self._env is None:
+        if _COMPILED.env is None:
             from .sandbox import Sandbox
 
-            self._env = Sandbox()
-        return self._env
+            _COMPILED.env = Sandbox()
+        return _COMPILED.env
 
     def _quick(self, source: str) -> Simple | None:
         """``source`` read by the simple path, or None when it is Jinja's to compile."""
@@ -80,7 +110,7 @@ class Templates:
         try:
             return self._simple[source]
         except KeyError:
-            found = self._simple[source] = simple.parse(source)
+            found = _COMPILED.room(self._simple)[source] = simple.parse(source)
             return found
 
     def close(self) -> None:
@@ -136,7 +166,7 @@ class Templates:
                 references(tree, self.env.globals),
                 single_expression(tree),
             )
-        self._parsed[source] = found
+        _COMPILED.room(self._parsed)[source] = found
         return found
 
     # -- rendering ---------------------------------------------------------------------
@@ -300,7 +330,7 @@ class Templates:
         def fn(variables: Mapping[str, Any]) -> Any:
             return render({k: variables[k] for k in roots if k in variables})
 
-        self._compiled[source] = fn
+        _COMPILED.room(self._compiled)[source] = fn
         return fn
 
     def _renderer(self, source: str, parsed: _Parsed) -> Callable[[dict[str, Any]], Any]:
@@ -339,4 +369,4 @@ class Templates:
         return render
 
 
-__all__ = ["Templates", "is_template"]
+__all__ = ["MAX_CACHED", "Templates", "forget_compiled", "is_template"]

@@ -305,3 +305,11 @@ def test_a_default_covers_a_merge_field_not_written_yet(simple: bool) -> None:
     assert result.merge_fields["first"] == 1
     # It ran twice: its first value was "none", so the condition sent the run back.
     assert [r["status"] for r in result.reports if r.get("step") == "first"] == ["succeeded"] * 2
+
+
+def test_a_template_is_compiled_once_per_process() -> None:
+    # Two runtimes (a service makes one per request) share what compiling made.
+    source = "{{ inputs.items | join(', ') }} compiled once"
+    first, second = Templates(), Templates(simple=False)
+    assert first._compile(source) is second._compile(source)
+    assert first.render(source, VARIABLES) == "1, 2, 3 compiled once"
