@@ -61,6 +61,12 @@ from .common import cli, handled
     help="A base model for --trainer transformers: a folder or Hub id (repeatable).",
 )
 @click.option("--device", default="auto", show_default=True, help="Where to train: cpu, cuda, mps.")
+@click.option(
+    "--max-memory",
+    metavar="SIZE",
+    help="The most memory a training process may use (8GB, 512MiB); beyond it the job "
+    "fails with out_of_memory.",
+)
 @handled
 def serve_local(
     host: str,
@@ -72,6 +78,7 @@ def serve_local(
     trainer: str,
     models: tuple[str, ...],
     device: str,
+    max_memory: str | None,
 ) -> None:
     """Serve the embedded OpenAI-compatible backend over HTTP.
 
@@ -98,6 +105,7 @@ def serve_local(
         trainer=trainer,
         models=named,
         device=device,
+        max_memory=max_memory,
     )
 
 

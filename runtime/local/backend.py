@@ -39,7 +39,8 @@ class LocalBackend:
     ``trainer``: ``simulated`` (jobs follow the clock, models answer from their data) or
     ``transformers`` (real training with TRL and PEFT in a child process per job, on the
     built-in ``steprun-tiny`` or the base ``models`` given as ``{name: path or Hub id}``,
-    on ``device``; needs the ``steprun[train]`` extra).
+    on ``device``, each held to ``max_memory`` such as ``8GB`` when it is given; needs
+    the ``steprun[train]`` extra).
 
     Two backends share nothing. Nothing runs in the background: state is written as it
     changes, and :meth:`close` only lets go of the state's database early.
@@ -58,6 +59,7 @@ class LocalBackend:
         trainer: str = "simulated",
         models: Mapping[str, Any] | None = None,
         device: str = "auto",
+        max_memory: int | str | None = None,
     ) -> None:
         seconds = float(job_seconds)
         if not seconds > 0:
@@ -72,7 +74,7 @@ class LocalBackend:
             raise ValueError(f"organization must be an id like 'org-acme', not {organization!r}")
         store = Store(Path(state_dir) if state_dir is not None else None)
         self.ctx = Context(
-            trainer=_real_trainer(trainer, models, device, store),
+            trainer=_real_trainer(trainer, models, device, store, max_memory),
             store=store,
             clock=clock,
             job_seconds=seconds,
@@ -110,21 +112,29 @@ class LocalBackend:
 
 
 def _real_trainer(
-    trainer: str, models: Mapping[str, Any] | None, device: str, store: Store
+    trainer: str,
+    models: Mapping[str, Any] | None,
+    device: str,
+    store: Store,
+    max_memory: int | str | None = None,
 ) -> Trainer | None:
     """The real trainer when asked for; ValueError naming what is wrong or missing."""
     from .trainer import TRAINERS, Trainer, TrainerSettings, missing_extra_message, parse_models
+    from .trainer.memory import parse_memory
 
     if trainer not in TRAINERS:
         raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, not {trainer!r}")
     if trainer == "simulated":
-        if models:
-            raise ValueError("models are for trainer: transformers; the simulated trainer has none")
+        if models or max_memory is not None:
+            raise ValueError(
+                "models and max_memory are for trainer: transformers; the simulated trainer "
+                "has no models and uses no memory to train"
+            )
         return None
     missing = missing_extra_message()
     if missing is not None:
         raise ValueError(missing)
-    settings = TrainerSettings(parse_models(models), device)
+    settings = TrainerSettings(parse_models(models), device, parse_memory(max_memory))
     return Trainer(settings, store)
 
 

@@ -12,8 +12,9 @@ are accepted; ``service_tier`` is reported back as the tier that served the requ
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,7 +25,7 @@ from . import catalog, ids, shaping, tokens
 from .chat_rules import check_chat, check_reasoning, token_limit
 from .context import Context, json_body
 from .errors import APIError
-from .model import Generation, TokenChoice
+from .model import Generation, RetrievalModel, TokenChoice
 from .params import ANY, BOOLEAN, LOGIT_BIAS, STOP, STREAM_OPTIONS, STRING, Param, check
 from .sampling import (
     PENALTY,
@@ -44,6 +45,9 @@ from .sampling import (
 )
 from .sse import EventStream
 from .training import message_text
+
+if TYPE_CHECKING:
+    from .trainer.serving import TrainedModel
 
 # Accepted and without effect on this backend's models (their shape is checked where the
 # API checks it: response_format, tools and tool_choice in chat_rules).
@@ -209,14 +213,6 @@ def chat_completion(ctx: Context, body: dict[str, Any]) -> Response:
     question = next(
         (message_text(m.get("content")) for m in reversed(messages) if m["role"] == "user"), ""
     )
-    answers = [
-        _answer(body, model, generation, question, settings, limit)
-        for generation in generate(model, question, settings, n, messages=messages)
-    ]
-    prompt_tokens = prompt_size(model, messages)
-    completion_tokens = sum(a.completion_tokens for a in answers)
-    ctx.rate.tokens += prompt_tokens + completion_tokens
-    counts = usage(prompt_tokens, completion_tokens, chat=True)
     tier = body.get("service_tier")
     head = {
         "id": ids.new_id("chatcmpl-"),
@@ -225,6 +221,19 @@ def chat_completion(ctx: Context, body: dict[str, Any]) -> Response:
         "service_tier": _SERVED_TIER.get(tier, tier),
         "system_fingerprint": fingerprint(model_id),
     }
+    plain = not shaped and shaping.choose_tool(body, question) is None
+    if body.get("stream") and plain and not isinstance(model, RetrievalModel):
+        # Trained weights: each token is sent as soon as it is generated.
+        live = _live_chunks(ctx, model, head, messages, settings, n, want_logprobs, include_usage)
+        return EventStream(live)
+    answers = [
+        _answer(body, model, generation, question, settings, limit)
+        for generation in generate(model, question, settings, n, messages=messages)
+    ]
+    prompt_tokens = prompt_size(model, messages)
+    completion_tokens = sum(a.completion_tokens for a in answers)
+    ctx.rate.tokens += prompt_tokens + completion_tokens
+    counts = usage(prompt_tokens, completion_tokens, chat=True)
     if body.get("stream"):
         chunks = _chat_chunks(head, answers, want_logprobs, include_usage)
         if include_usage:
@@ -302,6 +311,48 @@ def _chat_chunks(
         base["usage"] = None
     streams = [_choice_chunks(base, i, answer, logprobs) for i, answer in enumerate(answers)]
     return list(interleave(streams))
+
+
+def _delta(
+    base: dict[str, Any],
+    index: int,
+    delta: dict[str, Any],
+    part: Any = None,
+    finish: str | None = None,
+) -> dict[str, Any]:
+    choice = {"index": index, "delta": delta, "logprobs": part, "finish_reason": finish}
+    return {**base, "choices": [choice]}
+
+
+def _live_chunks(
+    ctx: Context,
+    model: TrainedModel,
+    head: dict[str, Any],
+    messages: list[dict[str, Any]],
+    settings: Sampling,
+    n: int,
+    logprobs: bool,
+    include_usage: bool,
+) -> Iterator[dict[str, Any]]:
+    """The chunks of ``_chat_chunks``, each sent as its token is generated (the choices
+    one after another)."""
+    base = {**head, "object": "chat.completion.chunk"}
+    if include_usage:
+        base["usage"] = None
+    completion_tokens = 0
+    for index in range(n):
+        yield _delta(base, index, {"role": "assistant", "content": "", "refusal": None})
+        generation = Generation()
+        for token in model.stream(messages, settings, generation):
+            completion_tokens += 1
+            part = _chat_logprobs(Generation([token])) if logprobs else None
+            yield _delta(base, index, {"content": token.token}, part)
+        yield _delta(base, index, {}, finish=generation.finish_reason)
+    prompt_tokens = prompt_size(model, messages)
+    ctx.rate.tokens += prompt_tokens + completion_tokens
+    if include_usage:
+        counts = usage(prompt_tokens, completion_tokens, chat=True)
+        yield {**head, "object": "chat.completion.chunk", "choices": [], "usage": counts}
 
 
 def routes(ctx: Context) -> list[Route]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -22,7 +22,7 @@ from starlette.routing import Route
 from . import ids, tokens
 from .context import Context, json_body
 from .errors import APIError, invalid
-from .model import Generation, TokenChoice
+from .model import Generation, RetrievalModel, TokenChoice
 from .params import BOOLEAN, LOGIT_BIAS, STOP, STREAM_OPTIONS, STRING, Param, check
 from .sampling import (
     PENALTY,
@@ -30,6 +30,7 @@ from .sampling import (
     TEMPERATURE,
     TOP_P,
     N,
+    Sampling,
     Served,
     best,
     check_stream_options,
@@ -41,6 +42,9 @@ from .sampling import (
     usage,
 )
 from .sse import EventStream
+
+if TYPE_CHECKING:
+    from .trainer.serving import TrainedModel
 
 COMPLETION_PARAMS = {
     "model": STRING,
@@ -156,6 +160,18 @@ def completion(ctx: Context, body: dict[str, Any]) -> Response:
     logprobs = body.get("logprobs")
     max_tokens = 16 if body.get("max_tokens") is None else body["max_tokens"]
     settings = sampling(body, max_tokens, logprobs or 0)
+    head = {
+        "id": ids.new_id("cmpl-"),
+        "object": "text_completion",
+        "created": int(ctx.now()),
+        "model": model_id,
+        "system_fingerprint": fingerprint(model_id),
+    }
+    if stream and not echo and not isinstance(model, RetrievalModel):
+        # Trained weights: each token is sent as soon as it is generated.
+        prompts = _prompts(body["prompt"], model)
+        live = _live_chunks(ctx, model, head, prompts, settings, n, logprobs, include_usage)
+        return EventStream(live)
     choices: list[_Choice] = []
     prompt_tokens = completion_tokens = 0
     for prompt in _prompts(body["prompt"], model):
@@ -167,13 +183,6 @@ def completion(ctx: Context, body: dict[str, Any]) -> Response:
         for generation in generated:
             choices.append(_Choice(len(choices), prompt, generation))
     ctx.rate.tokens += prompt_tokens + completion_tokens
-    head = {
-        "id": ids.new_id("cmpl-"),
-        "object": "text_completion",
-        "created": int(ctx.now()),
-        "model": model_id,
-        "system_fingerprint": fingerprint(model_id),
-    }
     counts = usage(prompt_tokens, completion_tokens, chat=False)
     if stream:
         chunks = _completion_chunks(model, head, choices, echo, logprobs)
@@ -253,6 +262,46 @@ def _completion_chunks(
         )
         streams.append(chunks)
     return interleave(streams)
+
+
+def _live_chunks(
+    ctx: Context,
+    model: TrainedModel,
+    head: dict[str, Any],
+    prompts: list[str],
+    settings: Sampling,
+    n: int,
+    logprobs: int | None,
+    include_usage: bool,
+) -> Iterator[dict[str, Any]]:
+    """The chunks of ``_completion_chunks`` (without echo), each sent as its token is
+    generated (the choices one after another)."""
+    prompt_tokens = completion_tokens = 0
+    index = 0
+    for prompt in prompts:
+        prompt_tokens += prompt_size(model, prompt)
+        for _ in range(n):
+            generation = Generation()
+            offset = len(prompt)
+            for token in model.stream(prompt, settings, generation):
+                completion_tokens += 1
+                part = None
+                if logprobs is not None:
+                    part = {
+                        "tokens": [token.token],
+                        "token_logprobs": [token.logprob],
+                        "top_logprobs": [_top_dict(token)],
+                        "text_offset": [offset],
+                    }
+                offset += len(token.token)
+                choice = {"text": token.token, "index": index, "logprobs": part}
+                yield {**head, "choices": [{**choice, "finish_reason": None}]}
+            choice = {"text": "", "index": index, "logprobs": None}
+            yield {**head, "choices": [{**choice, "finish_reason": generation.finish_reason}]}
+            index += 1
+    ctx.rate.tokens += prompt_tokens + completion_tokens
+    if include_usage:
+        yield {**head, "choices": [], "usage": usage(prompt_tokens, completion_tokens, chat=False)}
 
 
 def routes(ctx: Context) -> list[Route]:

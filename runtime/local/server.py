@@ -45,6 +45,7 @@ def serve(
     trainer: str = "simulated",
     models: Mapping[str, Any] | None = None,
     device: str = "auto",
+    max_memory: str | None = None,
 ) -> None:
     """Run the backend until interrupted. Port 0 picks a free port.
 
@@ -64,6 +65,7 @@ def serve(
             trainer=trainer,
             models=models,
             device=device,
+            max_memory=max_memory,
         )
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None

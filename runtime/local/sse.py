@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any
 
+from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import StreamingResponse
 
 DONE = b"data: [DONE]\n\n"
@@ -29,6 +30,10 @@ class EventStream(StreamingResponse):
 async def _frames(chunks: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[bytes]:
     if isinstance(chunks, AsyncIterable):
         async for chunk in chunks:
+            yield encode(chunk)
+    elif isinstance(chunks, Iterator):
+        # Made while they are sent (tokens as they are generated): off the event loop.
+        async for chunk in iterate_in_threadpool(chunks):
             yield encode(chunk)
     else:
         for chunk in chunks:

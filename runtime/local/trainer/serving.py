@@ -8,9 +8,9 @@ one at a time per model.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from ..model import Generation, TokenChoice
 from ..sampling import Sampling
 from ..training import message_text
+from . import streaming
 
 # Without max_tokens an answer ends at the end of its turn, or after this many tokens.
 DEFAULT_MAX_TOKENS = 512
@@ -37,6 +38,9 @@ class TrainedModel:
     """One loaded model and its tokenizer; generation is serialised by a lock."""
 
     def __init__(self, weights: Weights) -> None:
+        from .quiet import quiet
+
+        quiet()
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -97,84 +101,74 @@ class TrainedModel:
         self, prompt: str | list[dict[str, Any]], settings: Sampling, count: int
     ) -> list[Generation]:
         """``count`` generations for a text prompt or chat messages (chat template applied)."""
+        found = []
+        for _ in range(count):
+            generation = Generation()
+            generation.tokens = list(self.stream(prompt, settings, generation))
+            found.append(generation)
+        return found
+
+    def stream(
+        self, prompt: str | list[dict[str, Any]], settings: Sampling, into: Generation
+    ) -> Iterator[TokenChoice]:
+        """One generation's pieces as its tokens are generated; ``into.finish_reason`` is
+        set when the iterator ends. Closing the iterator early stops generation."""
         if not isinstance(prompt, str):
             prompt = [{**m, "content": message_text(m.get("content"))} for m in prompt]
         prompt_ids = self.ids(prompt)
-        return [self._one(prompt_ids, settings) for _ in range(count)]
-
-    def _one(self, prompt_ids: list[int], settings: Sampling) -> Generation:
-        import torch
-
         limit = DEFAULT_MAX_TOKENS if settings.max_tokens is None else settings.max_tokens
         if limit == 0:
-            return Generation(finish_reason="length")
+            into.finish_reason = "length"
+            return
+        pieces = streaming.Pieces(self.decode, self.eos, settings.stop, settings.top_logprobs)
+        # Drawn now, so that a seeded request gives the same answer however it is read.
+        seed = settings.rng.getrandbits(63)
+        yield from streaming.run(
+            lambda streamer, stopper: self._generate(
+                prompt_ids, settings, limit, seed, streamer, stopper
+            ),
+            pieces,
+            limit,
+        )
+        into.finish_reason = pieces.finish_reason or "stop"
+
+    def _generate(
+        self,
+        prompt_ids: list[int],
+        settings: Sampling,
+        limit: int,
+        seed: int,
+        streamer: Any,
+        stopper: Any,
+    ) -> None:
+        import torch
+        from transformers import StoppingCriteriaList
+
         sample = settings.temperature > 0
         options: dict[str, Any] = {
             "max_new_tokens": limit,
             "do_sample": sample,
-            "output_logits": True,
-            "return_dict_in_generate": True,
             "pad_token_id": self.tokenizer.pad_token_id or next(iter(self.eos), 0),
             "eos_token_id": sorted(self.eos),
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([stopper]),
         }
         if sample:
             options |= {"temperature": settings.temperature, "top_p": settings.top_p, "top_k": 0}
-        if settings.stop:
-            options |= {"stop_strings": list(settings.stop), "tokenizer": self.tokenizer}
         if settings.bias:
             options["sequence_bias"] = {(token,): bias for token, bias in settings.bias.items()}
         inputs = torch.tensor([prompt_ids], device=self.device)
+        # The raw logits of each step, for log probabilities (see streaming.token_queue).
+        inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         with self.lock, torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(settings.rng.getrandbits(63))
-            out = self.model.generate(
-                input_ids=inputs, attention_mask=torch.ones_like(inputs), **options
-            )
-        new = out.sequences[0, len(prompt_ids) :].tolist()
-        steps = [torch.log_softmax(step[0].float(), dim=-1) for step in out.logits]
-        return self._assemble(new, steps, settings, limit)
-
-    def _assemble(
-        self, new: list[int], steps: list[Any], settings: Sampling, limit: int
-    ) -> Generation:
-        import torch
-
-        generation = Generation(finish_reason="length")
-        pieces: list[tuple[int, str]] = []
-        shown = ""
-        for position, token in enumerate(new):
-            if token in self.eos:
-                generation.finish_reason = "stop"
-                break
-            text = self.decode(new[: position + 1])
-            # A character split over several byte tokens shows once it is whole.
-            piece = "" if text.endswith("\ufffd") else text[len(shown) :]
-            if piece:
-                shown = text
-            pieces.append((position, piece))
-        text = "".join(piece for _, piece in pieces)
-        cut = min((i for s in settings.stop if s and (i := text.find(s)) != -1), default=None)
-        if cut is not None or (generation.finish_reason == "length" and len(new) < limit):
-            generation.finish_reason = "stop"
-        emitted = 0
-        for position, piece in pieces:
-            if cut is not None and emitted + len(piece) > cut:
-                piece = piece[: cut - emitted]
-                if not piece:
-                    break
-            logprobs = steps[position]
-            chosen = float(logprobs[new[position]])
-            top: list[tuple[str, float]] = []
-            if settings.top_logprobs:
-                values, indices = torch.topk(logprobs, settings.top_logprobs)
-                top = [
-                    (self.decode([int(i)]), float(v))
-                    for v, i in zip(values.tolist(), indices.tolist(), strict=True)
-                ]
-            generation.tokens.append(TokenChoice(piece, _finite(chosen), top))
-            emitted += len(piece)
-            if cut is not None and emitted >= cut:
-                break
-        return generation
+            hook = inner.register_forward_hook(streamer.record)
+            try:
+                torch.manual_seed(seed)
+                self.model.generate(
+                    input_ids=inputs, attention_mask=torch.ones_like(inputs), **options
+                )
+            finally:
+                hook.remove()
 
     # -- scores for text the backend shapes itself (JSON modes) --
 
@@ -199,10 +193,6 @@ class TrainedModel:
                 logits = self.model(input_ids=torch.tensor([[start]], device=self.device)).logits
             self._context_free = torch.log_softmax(logits[0, -1].float(), dim=-1).tolist()
         return self._context_free
-
-
-def _finite(value: float) -> float:
-    return value if math.isfinite(value) else -9999.0
 
 
 class ModelCache:

@@ -5,7 +5,8 @@
 job may use as ``model`` to whatever ``from_pretrained`` takes (a local folder, or a Hub
 id that must already be in the local cache when ``HF_HUB_OFFLINE=1``); the built-in
 ``steprun-tiny`` is always there. ``device`` is ``auto`` (CUDA, then MPS, then CPU) or a
-torch device name.
+torch device name. ``max_memory`` (``8GB``, ``512MiB``, bytes) holds each training
+process to that much memory: beyond it the job fails with ``out_of_memory`` (see ``memory``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ class BaseModelSpec:
     source: str  # a folder or a Hub id; "" for the built-in steprun-tiny
     adapter: str = "lora"  # "lora" or "full"
     base_learning_rate: float = BASE_LEARNING_RATE["lora"]
+    # The rate's course over the job (transformers' names) and its warm-up, a fraction of
+    # the steps: TRL's defaults, except for steprun-tiny (see tiny.SCHEDULE).
+    schedule: str = "linear"
+    warmup: float = 0.0
 
     @property
     def builtin(self) -> bool:
@@ -62,11 +67,13 @@ class BaseModelSpec:
 class TrainerSettings:
     models: Mapping[str, BaseModelSpec] = field(default_factory=dict)
     device: str = "auto"
+    max_memory: int | None = None  # bytes a training process may use (see memory)
 
     def base(self, name: str) -> BaseModelSpec | None:
         if name == tiny.NAME:
             # Full fine-tuning: LoRA on a random network barely moves its loss.
-            return BaseModelSpec(tiny.NAME, "", "full", tiny.BASE_LEARNING_RATE)
+            schedule, warmup = tiny.SCHEDULE
+            return BaseModelSpec(tiny.NAME, "", "full", tiny.BASE_LEARNING_RATE, schedule, warmup)
         return self.models.get(name)
 
     @property

@@ -19,6 +19,7 @@ from typing import Any
 from ..results import RESULT_COLUMNS
 from . import data, tiny
 from .jobdir import JobDir, State, write_json
+from .memory import limited
 from .settings import DEFAULT_LORA
 
 # OpenAI publishes the checkpoints of the last three epochs.
@@ -229,6 +230,9 @@ def _trainer(job: JobDir, spec: dict[str, Any], state: State, check: Callable[[]
         "per_device_train_batch_size": spec["batch_size"],
         "per_device_eval_batch_size": spec["batch_size"],
         "learning_rate": spec["learning_rate"],
+        # (.get: the spec of a job started by an older steprun, resumed after an upgrade)
+        "lr_scheduler_type": spec.get("schedule", "linear"),
+        "warmup_steps": spec.get("warmup", 0.0),
         "seed": spec["seed"],
         "data_seed": spec["seed"],
         "logging_steps": 1,
@@ -309,6 +313,7 @@ def _cell(value: float | None) -> str:
 def train(job: JobDir, spec: dict[str, Any], state: State, check: Callable[[], None]) -> None:
     """Train (or continue training) the job; its final state is on disk when this returns."""
     from .jobdir import event
+    from .worker import device_name
 
     check()
     resume = latest_checkpoint(job)
@@ -325,7 +330,8 @@ def train(job: JobDir, spec: dict[str, Any], state: State, check: Callable[[], N
     else:
         event(job, "started", "Fine-tuning job started")
     callback, trainer = _trainer(job, spec, state, check)
-    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    with limited(spec.get("max_memory"), device_name(spec["device"])):
+        trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
     if callback.paused:
         state.phase = "paused"
         job.save_state(state)

@@ -2,7 +2,7 @@
 
 It speaks OpenAI's API under ``/v1`` (and each other provider's dialect beside it), so its
 adapter is OpenAI's. The backend itself is built on first use, from the options of the
-authorization (``job_seconds``, ``state``, ``trainer``, ``models``, ``device``).
+authorization (``job_seconds``, ``state``, ``trainer``, ``models``, ``device``, ``max_memory``).
 """
 
 from __future__ import annotations
@@ -85,6 +85,12 @@ PROVIDER = Provider(
             "minLength": 1,
             "description": "trainer: transformers: auto (default: CUDA, then MPS, then CPU), "
             "cpu, cuda, cuda:1, mps.",
+        },
+        "max_memory": {
+            "type": ["string", "integer"],
+            "description": "trainer: transformers: the most memory a training process may "
+            "use, such as 8GB or 512MiB (on CPU its address space, torch included; on a GPU "
+            "the device memory torch may take); beyond it the job fails with out_of_memory.",
         },
         **COMMON_SETTINGS,
     },

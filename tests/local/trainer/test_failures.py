@@ -66,3 +66,44 @@ async def test_a_training_that_diverges_fails_with_its_cause(tmp_path: Path) -> 
     assert error["code"] == "nan_loss"
     assert "diverged at step" in error["message"]
     assert "learning_rate_multiplier" in error["message"]
+
+
+@pytest.mark.anyio
+async def test_a_training_over_its_memory_limit_fails_out_of_memory() -> None:
+    # max_memory below what torch, TRL and the model already take (~2 GB of address
+    # space): torch's allocator refuses the first step's tensors, as when memory runs out.
+    flow = {
+        "flow": "out-of-memory",
+        "authorization": "local",
+        "authorizations": {
+            "local": {"provider": "local", "trainer": "transformers", "max_memory": "1GB"}
+        },
+        "steps": [
+            {
+                "id": "upload",
+                "type": "openai.upload_file",
+                "config": {"file": str(EXAMPLES / "support.jsonl"), "purpose": "fine-tune"},
+            },
+            {
+                "id": "job",
+                "type": "openai.create_fine_tuning_job",
+                "config": {"training_file": "{{ upload.id }}", "model": "steprun-tiny"},
+            },
+            {
+                "id": "wait",
+                "type": "openai.wait_for_fine_tuning_job",
+                "config": {"job_id": "{{ job.id }}", "max_wait": "30m"},
+                "on_error": "failed",
+            },
+            {"id": "done", "type": "core.log", "config": {"message": "trained"}, "next": "end"},
+            {"id": "failed", "type": "core.log", "config": {"message": "{{ error.message }}"}},
+        ],
+    }
+    async with Runtime() as runtime:
+        result = await runtime.run(flow)
+    error = result.merge_fields["wait"]
+    assert error.get("type") == "fine_tuning_job_failed", error
+    assert error["code"] == "out_of_memory"
+    assert "ran out of memory" in error["message"]
+    assert "can't allocate memory" in error["message"]
+    assert "batch_size" in error["message"]
