@@ -277,7 +277,7 @@ def main() -> None:
     first_ours = min(o["first_token"] for o in ours) * 1000
     print(f"inference, greedy chat answer of {args.tokens} tokens, best of {args.repeat}:")
     print(
-        f"  first token: bare generate {first_bare:8.1f} ms, backend (streamed) {first_ours:8.1f} ms"
+        f"  first token ms: bare generate {first_bare:8.1f}, backend (streamed) {first_ours:8.1f}"
     )
     print(
         f"  tokens/s:       bare generate {max(f['gen_tokens_per_s'] for f in floors):8.1f}, "
