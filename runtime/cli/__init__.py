@@ -10,7 +10,7 @@ one for an internal error).
 from __future__ import annotations
 
 # Importing a command module registers its commands on the group.
-from . import catalog, control, inspect, maintenance, run, serve, service
+from . import catalog, control, inspect, maintenance, run, serve, service, worker
 from .common import cli, parse_inputs
 
 
@@ -29,4 +29,5 @@ __all__ = [
     "run",
     "serve",
     "service",
+    "worker",
 ]

@@ -231,7 +231,8 @@ def logs(run_id: str, follow: bool, state: str | None) -> None:
                 if report:
                     click.echo(step_line_text(report))
                     reported.add(attempt.seq)
-            if not follow or row.shown_status != "running":
+            # queued and waiting: in the workers' queue, more to come
+            if not follow or row.shown_status not in ("running", "queued", "waiting"):
                 break
             time.sleep(0.5)
     finally:

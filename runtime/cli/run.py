@@ -49,6 +49,11 @@ from .common import (
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (errors still are).")
 @click.option(
+    "--submit",
+    is_flag=True,
+    help="Record the run(s) and queue them for `steprun worker`s; print each run id.",
+)
+@click.option(
     "--output",
     "output",
     metavar="FIELD",
@@ -65,6 +70,7 @@ def run(
     inputs_file: Path | None,
     concurrency: int | None,
     quiet: bool,
+    submit: bool,
     output: str | None,
     auth_file: Path | None,
     report_file: Path | None,
@@ -108,6 +114,19 @@ def run(
     if rows is not None:
         assert inputs_file is not None
         check_rows(loaded, rows, inputs_file, set(values))
+    if submit:
+        from .worker import submit_runs
+
+        if report_file is not None or output is not None or concurrency > 1:
+            raise click.UsageError(
+                "--submit queues the runs for the workers and prints their ids: --output, "
+                "--report and --concurrency do not apply (`steprun show RUN` shows a run)"
+            )
+        queued = [row for _, row in rows] if rows else [values]
+        submit_runs(state, loaded, queued, auth_file, quiet=quiet)
+        return
+    if rows is not None:
+        assert inputs_file is not None
         run_batch(
             runtime,
             state,

@@ -152,6 +152,12 @@ def step(
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds a POST /v1/steps/{type} may take.",
 )
+@click.option(
+    "--submit",
+    is_flag=True,
+    help="Queue posted runs for `steprun worker`s instead of driving them here "
+    "(needs --state postgresql://…).",
+)
 @STATE_OPTION
 @handled
 def serve(
@@ -161,6 +167,7 @@ def serve(
     auth_file: Path | None,
     webhook_secret_file: Path | None,
     step_timeout: float,
+    submit: bool,
     state: str | None,
 ) -> None:
     """Serve the steps over HTTP: an OpenAPI document, one-step calls, durable runs
@@ -174,6 +181,10 @@ def serve(
     store: str | Path = default_state() if state is None else state
     if isinstance(store, Path) or "://" not in store:
         store = Path(store).expanduser().resolve()
+    if submit:
+        from .worker import postgres_url
+
+        postgres_url(str(store), "steprun serve --submit")
     folder = state_folder(store)
     token, token_at = read_or_create_token(token_file, folder)
     secret_at = webhook_secret_file or folder / "webhook.secret"
@@ -188,6 +199,7 @@ def serve(
             authorizations_file=auth_file.resolve() if auth_file else None,
             base_dir=Path.cwd(),
             step_timeout=step_timeout,
+            submit=submit,
         ),
         host=host,
         port=port,

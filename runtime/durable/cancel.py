@@ -40,8 +40,9 @@ async def cancel(
         [("UPDATE runs SET cancel_requested = 1, updated = ? WHERE id = ?", (time.time(), run_id))]
     )
     live = bool(row.lease_owner) and owner_alive(row.lease_owner or "")
-    if row.status in ("running", "failed") and not live:
-        # Nobody drives it (it crashed, or it failed and waits for a resume): stop it here.
+    if row.status in ("running", "failed", "queued", "waiting") and not live:
+        # Nobody drives it (it crashed, it failed and waits for a resume, or it waits in
+        # the workers' queue): stop it here.
         await store.write(
             [
                 (

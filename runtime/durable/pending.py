@@ -73,6 +73,11 @@ class Pending:
         """Whether attempt ``seq`` has started and its row is not in the store yet."""
         return seq in self._attempts and seq not in self._stored
 
+    def stored(self, seq: int) -> None:
+        """An attempt whose row is already in the store, continued by this journal (a
+        worker takes up a step another handed back): what changes is an UPDATE."""
+        self._stored.add(seq)
+
     def _attempt(self, seq: int) -> _Attempt:
         found = self._attempts.get(seq)
         if found is None:  # committed earlier: only what changes now is written

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -91,12 +91,14 @@ async def resume(
     console: IO[str] | None = None,
     flow_file: Path | None = None,
     inputs: Mapping[str, Any] | None = None,
+    make_journal: Callable[..., StoreJournal] = StoreJournal,
 ) -> RunResult:
     """Continue a run from where it stopped (a crash, a kill, or a failed step).
 
     ``flow_file`` replaces the run's stored flow (an edited file: a fix), after checking that
     the run's position and every merge field it wrote still exist in it; ``inputs``
     override the run's inputs. Both are stored: a later resume continues with them.
+    ``make_journal`` builds the run's journal (a worker's hands the run back when it waits).
     """
     row = store.run(run_id)
     run_id = row.id
@@ -135,7 +137,9 @@ async def resume(
                 )
             ]
         )
-    journal = StoreJournal(
+    elif row.status != "running":  # queued or waiting for a worker: driven from now
+        await store.write([("UPDATE runs SET status = 'running' WHERE id = ?", (run_id,))])
+    journal = make_journal(
         store,
         run_id,
         owner=owner,
@@ -205,7 +209,7 @@ def _restore(
         error=error,
         failure=failure,
         handled=[a.step_id for a in attempts if a.status == "error_handled"],
-        in_handler=row.status == "running" and any(a.step_id == flow.on_error for a in attempts),
+        in_handler=row.status != "failed" and any(a.step_id == flow.on_error for a in attempts),
         executed=row.executed,
         started=row.started,
         attempts=counts,

@@ -51,6 +51,9 @@ class ServiceSettings:
     callback_attempts: int = DEFAULT_ATTEMPTS
     callback_first_delay: float = DEFAULT_FIRST_DELAY
     server_url: str | None = None
+    # Posted runs go to the workers' queue (`steprun worker`) instead of being driven here;
+    # the store must be PostgreSQL.
+    submit: bool = False
 
 
 class Service:
@@ -90,6 +93,7 @@ class Service:
             authorizations=self.authorizations,
             authorizations_file=settings.authorizations_file,
             base_dir=settings.base_dir.resolve(),
+            queue=_queue(settings.state_path) if settings.submit else None,
         )
         self._openapi: dict[str, Any] | None = None
 
@@ -100,10 +104,19 @@ class Service:
 
     async def aclose(self) -> None:
         await self.runs.aclose()
+        if self.runs.queue is not None:
+            await self.runs.queue.aclose()
         await self.callbacks.aclose()
         await self.runtime.aclose()
         self.store.close()
         self.records.close()
+
+
+def _queue(state: Path | str) -> Any:
+    """The workers' queue in the run store's PostgreSQL (`serve --submit`)."""
+    from ..workers.queue import Queue
+
+    return Queue(str(state))
 
 
 def _service(request: Request) -> Service:

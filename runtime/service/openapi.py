@@ -140,7 +140,15 @@ RUN: dict[str, Any] = {
         "flow": {"type": ["string", "null"]},
         "status": {
             "type": "string",
-            "enum": ["queued", "running", "succeeded", "failed", "cancelled", "interrupted"],
+            "enum": [
+                "queued",
+                "running",
+                "waiting",
+                "succeeded",
+                "failed",
+                "cancelled",
+                "interrupted",
+            ],
         },
         "current_step": {"type": ["string", "null"]},
         "started": {"type": ["number", "null"]},

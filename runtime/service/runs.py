@@ -20,10 +20,13 @@ from .records import Records
 
 if TYPE_CHECKING:
     from ..flow import Flow
-    from ..runtime import RunResult, Runtime
+    from ..runtime import Runtime
     from ..store import RunStore
+    from ..workers.queue import Queue
 
 FINISHED = ("succeeded", "failed", "cancelled")
+# How often the service looks at a run the workers drive, to end its events and call back.
+WATCH_SECONDS = 1.0
 
 
 class RunNotFound(InvalidInput):
@@ -42,8 +45,11 @@ class RunManager:
         authorizations: Mapping[str, Any] | None,
         authorizations_file: Path | None,
         base_dir: Path,
+        queue: Queue | None = None,
     ) -> None:
         self.runtime = runtime
+        # `serve --submit`: runs are queued for `steprun worker`s, not driven here.
+        self.queue = queue
         self.store = store
         self.records = records
         self.hub = hub
@@ -76,6 +82,9 @@ class RunManager:
 
         run_id = new_run_id()
         self.records.accept(run_id, callback_url)
+        if self.queue is not None:
+            self._spawn(run_id, lambda: self._submitted(run_id, flow, inputs))
+            return run_id
         console = self.hub.console(run_id)
         self._spawn(
             run_id,
@@ -91,12 +100,32 @@ class RunManager:
         )
         return run_id
 
-    def _spawn(self, run_id: str, work: Callable[[], Awaitable[RunResult]]) -> None:
+    async def _submitted(self, run_id: str, flow: Flow, inputs: Mapping[str, Any]) -> None:
+        """Record and queue the run, then watch it until a worker has finished it."""
+        from ..workers import submit
+
+        assert self.queue is not None
+        app = await self.queue.app()
+        await submit(
+            self.store,
+            app,
+            flow,
+            inputs=dict(inputs),
+            authorizations_file=self.authorizations_file,
+            run_id=run_id,
+        )
+        await self._watch(run_id)
+
+    async def _watch(self, run_id: str) -> None:
+        while self._status(run_id) not in FINISHED:
+            await asyncio.sleep(WATCH_SECONDS)
+
+    def _spawn(self, run_id: str, work: Callable[[], Awaitable[Any]]) -> None:
         task = asyncio.create_task(self._drive(run_id, work), name=f"steprun run {run_id}")
         self.tasks[run_id] = task
         task.add_done_callback(lambda _t: self.tasks.pop(run_id, None))
 
-    async def _drive(self, run_id: str, work: Callable[[], Awaitable[RunResult]]) -> None:
+    async def _drive(self, run_id: str, work: Callable[[], Awaitable[Any]]) -> None:
         events = self.hub.of(run_id)
         try:
             await work()
@@ -132,6 +161,10 @@ class RunManager:
                     self._spawn_callback(record.run_id)
                 continue
             run_id = row.id
+            if self.queue is not None:  # the workers drive it: watch it, call back after
+                self._spawn(run_id, lambda run_id=run_id: self._watch(run_id))  # type: ignore[misc]
+                resumed.append(run_id)
+                continue
             console = self.hub.console(run_id)
             self._spawn(
                 run_id,

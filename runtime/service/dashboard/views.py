@@ -50,7 +50,8 @@ CSP = (
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 HEADERS = {"content-security-policy": CSP, "x-frame-options": "DENY"}
-STATUSES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+# queued and waiting: runs in the workers' queue (steprun worker)
+STATUSES = ("queued", "running", "waiting", "succeeded", "failed", "cancelled", "interrupted")
 JOB_TERMINAL = ("succeeded", "failed", "cancelled")
 
 Handler = Callable[[Request, "Service", Session], Awaitable[Response]]
