@@ -124,7 +124,7 @@ def _batch(batch_id: str, as_json: bool, state: str | None) -> None:
 def _duration(row: Any, status: str) -> str:
     from ..durations import format_duration
 
-    if status == "running":
+    if status in ("running", "queued", "waiting"):  # not over yet
         return format_duration(max(time.time() - row.started, 0.001)) + " so far"
     return format_duration(max(row.updated - row.started, 0.001))
 

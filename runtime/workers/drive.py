@@ -56,10 +56,13 @@ class Driver:
         """Drive ``run_id`` for one slice; returns how it ended (the job's result)."""
         row = self.store.run(run_id)
         if row.status not in DRIVABLE:
+            self.say(f"run {run_id} is {row.status}: nothing to do")
             return f"run {run_id} is {row.status}: nothing to do"
-        attempts = self.store.attempts(run_id)
-        last = attempts[-1] if attempts else None
-        wake_at = last.wake_at if row.status == "waiting" and last is not None else None
+        last = None
+        if row.status == "waiting":  # only a parked run has a wake-up time and a step to go on
+            attempts = self.store.attempts(run_id)
+            last = attempts[-1] if attempts else None
+        wake_at = last.wake_at if last is not None else None
         if wake_at is not None and wake_at > time.time() + 1.0:
             raise HandBack(run_id, wake_at, "not due yet")  # somebody enqueued it early
         held_until = self._held_elsewhere(row.lease_owner, row.lease_until)
