@@ -54,8 +54,9 @@ ARCHITECTURE = {
 # warm-up, or the first steps at that rate throw it somewhere it learns slowly from (at
 # 3e-3 without one, the example's loss fell half as fast); a cosine decay keeps the rate
 # high longer than a linear one, for the late epochs where it learns which answer goes
-# with which question (on the example, at 25 epochs, every greedy answer is its training
-# answer word for word; at 15, the answers are whole but often to another question).
+# with which question (on the example data, greedy answers that start as their training
+# answer does, in a bare TRL run: 35 of 36 after 25 epochs, 26 after 20; after 15 the
+# answers are whole training answers, but often to another question).
 BASE_LEARNING_RATE = 3e-3
 SCHEDULE = ("cosine", 0.05)  # transformers' lr_scheduler_type, warm-up fraction of steps
 _MARK = "steprun-tiny.json"
