@@ -145,6 +145,9 @@ class StoreJournal:
         self._cancel_checked = -CANCEL_CHECK_SECONDS
         self._pending = Pending(run_id)
         self._inflight: asyncio.Future[None] | None = None  # a timed commit not awaited yet
+        # A step's requests may go out at once (openai.record_answers' workers): the first
+        # commits its start; the others wait for that instead of inserting it again.
+        self._acting = asyncio.Lock()
         self.commits = 0  # how many commits this journal made (tests count them)
         self.released = False  # the run-finished write cleared the lease
 
@@ -229,8 +232,9 @@ class StoreJournal:
             await self._sleep_until(wake_at)
 
     async def step_acting(self, state: RunState, step: FlowStep) -> None:
-        if self._pending.holds_start(self._current[step.id]):
-            await self._commit()
+        async with self._acting:
+            if self._pending.holds_start(self._current[step.id]):
+                await self._commit()
 
     async def step_checkpoint(self, state: RunState, step: FlowStep, data: dict[str, Any]) -> None:
         self._pending.saved(state, self._current[step.id], data)
