@@ -40,6 +40,7 @@ import asyncio
 import json
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -218,14 +219,20 @@ def bare_inference(args: argparse.Namespace, root: Path, model_dir: Path) -> dic
         QUESTION, add_generation_prompt=True, return_tensors="pt", return_dict=True
     ).to(args.device)
     options = {"do_sample": False, "sequence_bias": {(tokenizer.eos_token_id,): -100.0}}
-    with torch.no_grad():
-        served.generate(**ids, max_new_tokens=2, **options)  # warm up, as the backend was
-        began = time.perf_counter()
-        served.generate(**ids, max_new_tokens=1, **options)
-        first = time.perf_counter() - began
-        began = time.perf_counter()
-        out = served.generate(**ids, max_new_tokens=args.tokens, **options)
-        seconds = time.perf_counter() - began
+
+    def timed(tokens: int) -> tuple[float, Any]:
+        with torch.no_grad():
+            began = time.perf_counter()
+            out = served.generate(**ids, max_new_tokens=tokens, **options)
+            return time.perf_counter() - began, out
+
+    # On a thread of its own, as the backend generates: torch's CPU thread settings are
+    # per thread, and on a loaded machine the main thread's two-thread team was 30 times
+    # slower than a worker thread's (each operation waits for a descheduled sibling).
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(timed, 2).result()  # warm up, as the backend was
+        first, _ = pool.submit(timed, 1).result()
+        seconds, out = pool.submit(timed, args.tokens).result()
     generated = out.shape[1] - ids["input_ids"].shape[1]
     assert generated == args.tokens
     return {
