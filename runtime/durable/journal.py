@@ -145,9 +145,7 @@ class StoreJournal:
         self._cancel_checked = -CANCEL_CHECK_SECONDS
         self._pending = Pending(run_id)
         self._inflight: asyncio.Future[None] | None = None  # a timed commit not awaited yet
-        # A step's requests may go out at once (openai.record_answers' workers): the first
-        # commits its start; the others wait for that instead of inserting it again.
-        self._acting = asyncio.Lock()
+        self._lock = asyncio.Lock()  # awaited commits, one at a time
         self.commits = 0  # how many commits this journal made (tests count them)
         self.released = False  # the run-finished write cleared the lease
 
@@ -156,17 +154,23 @@ class StoreJournal:
         return found is not None and found.effect == "none"
 
     async def _commit(self, extra: list[Op] | None = None) -> None:
-        """Commit everything held (and ``extra``) in one transaction, and wait for it."""
-        await self._settle()
-        if not self._pending and not extra:
-            return
-        ops = self._pending.ops()
-        if extra:
-            ops += extra
-        # Fenced: once another process has taken this run over, nothing more is written.
-        await self.store.write(ops, fence=(self.run_id, self.owner))
-        self._pending.committed()
-        self.commits += 1
+        """Commit everything held (and ``extra``) in one transaction, and wait for it.
+
+        One at a time, and the rows are taken when sent: a step may send requests at once,
+        each asking for its start to be durable (step_acting); none writes a row twice.
+        """
+        async with self._lock:
+            await self._settle()
+            if not self._pending and not extra:
+                return
+            ops = self._pending.ops()
+            if extra:
+                ops += extra
+            # Taken now: a log line while the disk works starts the next batch.
+            self._pending.committed()
+            # Fenced: once another process has taken this run over, nothing more is written.
+            await self.store.write(ops, fence=(self.run_id, self.owner))
+            self.commits += 1
 
     async def _settle(self) -> None:
         """Wait for the timed commit still in flight; raise what it met. Commits land in
@@ -179,7 +183,7 @@ class StoreJournal:
     def _send_held(self) -> None:
         """Commit what is held without waiting for it (the timed commit): pure steps go on
         while the disk works. One at a time; a failed one is raised by :meth:`_settle`."""
-        if self._inflight is not None or not self._pending:
+        if self._inflight is not None or self._lock.locked() or not self._pending:
             return
         ops = self._pending.ops()
         self._pending.committed()
@@ -232,9 +236,20 @@ class StoreJournal:
             await self._sleep_until(wake_at)
 
     async def step_acting(self, state: RunState, step: FlowStep) -> None:
-        async with self._acting:
-            if self._pending.holds_start(self._current[step.id]):
-                await self._commit()
+        seq = self._current[step.id]
+        if (
+            self._inflight is None
+            and not self._lock.locked()
+            and not self._pending.holds_start(seq)
+        ):
+            return  # its start is in the store
+        # Its start may be in a commit not landed yet (a timed one, another request's):
+        # wait for those, then commit it if it is still only held.
+        await self._settle()
+        async with self._lock:
+            pass
+        if self._pending.holds_start(seq):
+            await self._commit()
 
     async def step_checkpoint(self, state: RunState, step: FlowStep, data: dict[str, Any]) -> None:
         self._pending.saved(state, self._current[step.id], data)

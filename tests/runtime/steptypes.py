@@ -96,13 +96,17 @@ async def append(config: dict[str, Any], context: StepContext) -> Any:
 
 
 async def http_effect(config: dict[str, Any], context: StepContext) -> Any:
-    """A create-like step: a look-up (GET), then the request with the effect (POST),
-    with a checkpoint before it if the config asks."""
+    """A create-like step: a look-up (GET), then the request with the effect (POST; several
+    at once if the config asks), with a checkpoint before it if the config asks."""
     await context.http.get(config["url"])
     if config.get("checkpoint"):
         await context.checkpoint(tag=context.run_id)
-    response = await context.http.post(config["url"], json={"tag": context.run_id})
-    return {"status": response.status_code}
+    posts = [
+        context.http.post(config["url"], json={"tag": context.run_id})
+        for _ in range(config.get("posts", 1))
+    ]
+    responses = await asyncio.gather(*posts)  # at once, as a step may send several
+    return {"status": responses[0].status_code}
 
 
 STEP_TYPES = [
@@ -138,7 +142,11 @@ STEP_TYPES = [
         schema={
             "type": "object",
             "required": ["url"],
-            "properties": {"url": {"type": "string"}, "checkpoint": {"type": "boolean"}},
+            "properties": {
+                "url": {"type": "string"},
+                "checkpoint": {"type": "boolean"},
+                "posts": {"type": "integer"},
+            },
         },
     ),
     StepType(type="test.crash", title="Crash", version="1.0.0", run=crash, schema=OPEN),

@@ -222,6 +222,33 @@ def test_a_create_like_step_commits_its_start_before_its_post_and_not_before_its
     assert attempts == [("a", "succeeded"), ("create", "succeeded"), ("b", "succeeded")]
 
 
+def test_requests_a_step_sends_at_once_all_wait_for_its_one_committed_start(
+    tmp_path: Path,
+) -> None:
+    # Each POST asked for the step's start to be durable at once: the first commits it,
+    # the others wait for that commit (before, they wrote the same row again and the run
+    # failed on the store's unique key).
+    watcher = StoreWatcher(tmp_path / "runs.db")
+    try:
+        flow = f"""
+        flow: create
+        steps:
+          - {{id: a, type: core.set, config: {{value: 1}}}}
+          - id: create
+            type: test.http_effect
+            config: {{url: "{watcher.url}", posts: 3}}
+        """
+        commits, attempts, _ = commits_of_a_run(tmp_path, flow, "1h")
+    finally:
+        watcher.shutdown()
+        watcher.server_close()
+
+    started = [("a", "succeeded"), ("create", "started")]
+    assert watcher.seen == [("GET", []), *[("POST", started)] * 3]
+    assert commits == 4
+    assert attempts == [("a", "succeeded"), ("create", "succeeded")]
+
+
 def test_a_bad_commit_interval_is_refused_before_the_run_is_recorded(
     cli: Callable[..., Cli], write_flow: Callable[..., Path]
 ) -> None:
