@@ -3,6 +3,7 @@ validation with one sentence that gives the pip command."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,7 @@ def test_a_flow_asking_for_the_real_trainer_without_the_extra_fails_validation(
     )
     assert done.returncode == 2, done.stderr
     assert f"{flow}:5" in done.stderr  # the line of `trainer: transformers`
-    assert "torch, trl" in done.stderr
+    # Whatever else is missing here (all of it, without the extra), torch and trl are named.
+    assert re.search(r"torch, .*trl", done.stderr), done.stderr
     assert "pip install 'steprun[train]'" in done.stderr
     assert "Traceback" not in done.stderr
