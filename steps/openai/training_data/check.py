@@ -243,3 +243,8 @@ def _report(
         n_epochs=n_epochs if n_epochs is not None else default_epochs(chosen_stats.count),
         n_epochs_source="config" if n_epochs is not None else "default",
     )
+
+
+__all__ = [
+    "check_training_data",
+]

@@ -330,3 +330,13 @@ FORMAT_WORDS: dict[Format, str] = {
     "completion": "a completion example ('prompt', 'completion')",
     "preference": "a preference example ('input', 'preferred_output', 'non_preferred_output')",
 }
+
+
+__all__ = [
+    "CHECKS",
+    "FORMAT_WORDS",
+    "Problems",
+    "detect_format",
+    "json_kind",
+    "key_list",
+]

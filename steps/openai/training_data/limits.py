@@ -17,3 +17,14 @@ DEFAULT_MAX_TOKENS_PER_EXAMPLE = 16385
 MAX_PROBLEMS_PER_LINE = 10
 
 ESTIMATOR = "regex pre-tokenizer approximating cl100k_base (an estimate, not a tokenizer count)"
+
+
+__all__ = [
+    "DEFAULT_MAX_PROBLEMS",
+    "DEFAULT_MAX_TOKENS_PER_EXAMPLE",
+    "DEFAULT_MIN_EXAMPLES",
+    "ESTIMATOR",
+    "FORMATS",
+    "MAX_PROBLEMS_PER_LINE",
+    "Format",
+]

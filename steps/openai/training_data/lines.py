@@ -71,3 +71,8 @@ def parse_line(raw: bytes, out: Problems) -> dict[str, Any] | None:
     for path in _duplicates(value):
         out.add("", f"key {path!r} appears twice in the same object")
     return value
+
+
+__all__ = [
+    "parse_line",
+]

@@ -85,3 +85,9 @@ class TrainingDataReport:
                 "billed_tokens": stats.billed * self.n_epochs,
             },
         }
+
+
+__all__ = [
+    "LineProblem",
+    "TrainingDataReport",
+]

@@ -83,3 +83,11 @@ VALIDATE_TRAINING_DATA = StepType(
 )
 
 STEP_TYPES: list[StepType] = [VALIDATE_TRAINING_DATA]
+
+
+__all__ = [
+    "STEP_TYPES",
+    "VALIDATE_TRAINING_DATA",
+    "invalid_training_data",
+    "local_result",
+]

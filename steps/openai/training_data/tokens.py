@@ -179,3 +179,11 @@ class TokenStats:
         self.billed += min(tokens, limit)
         if tokens > limit:
             self.over_limit += 1
+
+
+__all__ = [
+    "TokenStats",
+    "default_epochs",
+    "estimate_tokens",
+    "example_tokens",
+]
